@@ -1,0 +1,344 @@
+"""``AiFlowAssistant``: register handlers per event; it turns events into actions."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from ._handlers import Handler, normalise
+from .codec import ActionLike, parse_event
+from .context import CallContext
+from .errors import ConfigurationError, HandlerError
+from .events import (
+    BaseEvent,
+    UnknownEvent,
+    UserBargeInEvent,
+    UserSpeakEvent,
+)
+from .outbound import DEFAULT_BASE_URL, OutboundClient
+
+__all__ = ["AiFlowAssistant", "ErrorReply"]
+
+logger = logging.getLogger("sipgate_ai_flow.dispatch")
+
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+ErrorReply = str | ActionLike | Sequence[str | ActionLike]
+"""What ``error_reply`` accepts: anything a handler may return except ``None``."""
+
+# Events the service never takes an answer for (protocol §3.2, §3.10).
+_NO_REPLY = frozenset({"session_end", "user_speech_started"})
+
+
+class AiFlowAssistant:
+    """An AI Flow voice assistant: one handler per event type, like the TypeScript SDK.
+
+    Handlers may be sync or async, take ``(event)`` or ``(event, ctx)``, and return a ``str``
+    (spoken), an action, a ``dict`` (sent as is), a list of those (sent in order) or ``None``
+    (nothing). The assistant fills ``session_id`` in every action. Sync handlers run in a
+    worker thread so blocking calls never stall other calls.
+
+    Barge-ins: a ``user_speak`` with ``barged_in=True`` (and the legacy ``user_barge_in``
+    event, delivered as such a ``UserSpeakEvent``) goes to ``on_user_barge_in`` when one is
+    registered, else to ``on_user_speak``.
+
+    Example:
+        >>> import asyncio
+        >>> from sipgate_ai_flow import AiFlowAssistant
+        >>> assistant = AiFlowAssistant(on_session_start=lambda event: "Hello! How can I help?")
+        >>> @assistant.on_user_speak
+        ... async def echo(event):
+        ...     return f"You said: {event.text}"
+        >>> event = {"type": "user_speak", "text": "hi", "session": {"id": "s1"}}
+        >>> asyncio.run(assistant.handle_event(event))
+        [SpeakAction(type='speak', session_id='s1', text='You said: hi', ...)]
+    """
+
+    def __init__(
+        self,
+        *,
+        on_session_start: Callable[..., Any] | None = None,
+        on_user_speech_started: Callable[..., Any] | None = None,
+        on_user_speak: Callable[..., Any] | None = None,
+        on_user_barge_in: Callable[..., Any] | None = None,
+        on_dtmf_received: Callable[..., Any] | None = None,
+        on_assistant_speak: Callable[..., Any] | None = None,
+        on_assistant_speech_ended: Callable[..., Any] | None = None,
+        on_user_input_timeout: Callable[..., Any] | None = None,
+        on_sms_failed: Callable[..., Any] | None = None,
+        on_session_end: Callable[..., Any] | None = None,
+        on_unknown: Callable[..., Any] | None = None,
+        on_error: Callable[..., Any] | None = None,
+        error_reply: ErrorReply | None = None,
+        token: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        debug: bool = False,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """Create an assistant.
+
+        Args:
+            on_session_start ... on_session_end: handlers, one per event type (snake_case of
+                the TypeScript SDK's ``onSessionStart`` ... ``onSessionEnd``); also available
+                as decorators of the same name.
+            on_unknown: handler for event types this SDK does not know yet.
+            on_error: ``(error, event)`` or ``(error, event, ctx)``, called when a handler
+                raises; what it returns is sent instead (``None``: nothing).
+            error_reply: sent when a handler raises and there is no ``on_error``, e.g.
+                ``"Sorry, something went wrong."``. Without either, ``handle_event`` raises
+                ``HandlerError`` (HTTP transports answer 500).
+            token: sipgate API token for outbound calls (``call``). ``api_key`` is the older
+                name and is accepted too.
+            base_url: sipgate API base URL for outbound calls.
+            debug: log every event and the actions sent (logger ``sipgate_ai_flow``).
+            http_client: an ``httpx.AsyncClient`` for outbound calls (tests, proxies).
+        """
+        self._handlers: dict[str, Handler] = {}
+        self._on_unknown: Handler | None = None
+        self._on_error: Handler | None = None
+        if api_key is not None:
+            warnings.warn(
+                "AiFlowAssistant(api_key=...) is the old name of token=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            token = token or api_key
+        self._outbound = OutboundClient(token, base_url, http_client=http_client)
+        self.error_reply = error_reply
+        self.debug = debug
+        if debug:
+            logging.getLogger("sipgate_ai_flow").setLevel(logging.DEBUG)
+        options = {
+            "session_start": on_session_start,
+            "user_speech_started": on_user_speech_started,
+            "user_speak": on_user_speak,
+            "user_barge_in": on_user_barge_in,
+            "dtmf_received": on_dtmf_received,
+            "assistant_speak": on_assistant_speak,
+            "assistant_speech_ended": on_assistant_speech_ended,
+            "user_input_timeout": on_user_input_timeout,
+            "sms_failed": on_sms_failed,
+            "session_end": on_session_end,
+        }
+        for event_type, fn in options.items():
+            if fn is not None:
+                self._register(event_type, fn)
+        if on_unknown is not None:
+            self.on_unknown(on_unknown)
+        if on_error is not None:
+            self.on_error(on_error)
+
+    def __repr__(self) -> str:
+        return f"AiFlowAssistant(handlers={sorted(self._handlers)})"
+
+    # -- registration -------------------------------------------------------------------------
+
+    def _register(self, event_type: str, fn: Callable[..., Any]) -> None:
+        what = f"on_{event_type} handler"
+        if event_type in self._handlers:
+            raise ConfigurationError(
+                f"an on_{event_type} handler is already registered "
+                f"({self._handlers[event_type].name}); register one handler per event type"
+            )
+        self._handlers[event_type] = Handler(fn, min_args=1, max_args=2, what=what)
+
+    def on_session_start(self, handler: _H) -> _H:
+        """Register the handler for ``session_start`` (decorator)."""
+        self._register("session_start", handler)
+        return handler
+
+    def on_user_speech_started(self, handler: _H) -> _H:
+        """Register the handler for ``user_speech_started`` (WebSocket only; its result is
+        dropped, the service takes no answer)."""
+        self._register("user_speech_started", handler)
+        return handler
+
+    def on_user_speak(self, handler: _H) -> _H:
+        """Register the handler for ``user_speak`` (decorator)."""
+        self._register("user_speak", handler)
+        return handler
+
+    def on_user_barge_in(self, handler: _H) -> _H:
+        """Register the handler for barge-ins: ``user_speak`` with ``barged_in=True`` and the
+        legacy ``user_barge_in`` event, both delivered as a ``UserSpeakEvent``."""
+        self._register("user_barge_in", handler)
+        return handler
+
+    def on_dtmf_received(self, handler: _H) -> _H:
+        """Register the handler for ``dtmf_received`` (decorator)."""
+        self._register("dtmf_received", handler)
+        return handler
+
+    def on_assistant_speak(self, handler: _H) -> _H:
+        """Register the handler for ``assistant_speak`` (decorator)."""
+        self._register("assistant_speak", handler)
+        return handler
+
+    def on_assistant_speech_ended(self, handler: _H) -> _H:
+        """Register the handler for ``assistant_speech_ended`` (decorator)."""
+        self._register("assistant_speech_ended", handler)
+        return handler
+
+    def on_user_input_timeout(self, handler: _H) -> _H:
+        """Register the handler for ``user_input_timeout`` (decorator)."""
+        self._register("user_input_timeout", handler)
+        return handler
+
+    def on_sms_failed(self, handler: _H) -> _H:
+        """Register the handler for ``sms_failed`` (decorator)."""
+        self._register("sms_failed", handler)
+        return handler
+
+    def on_session_end(self, handler: _H) -> _H:
+        """Register the handler for ``session_end`` (cleanup; its result is dropped)."""
+        self._register("session_end", handler)
+        return handler
+
+    def on_unknown(self, handler: _H) -> _H:
+        """Register the handler for event types this SDK does not know (``UnknownEvent``)."""
+        if self._on_unknown is not None:
+            raise ConfigurationError("an on_unknown handler is already registered")
+        self._on_unknown = Handler(handler, min_args=1, max_args=2, what="on_unknown handler")
+        return handler
+
+    def on_error(self, handler: _H) -> _H:
+        """Register the error hook ``(error, event)`` or ``(error, event, ctx)``: called when
+        a handler raises; what it returns is sent instead."""
+        if self._on_error is not None:
+            raise ConfigurationError("an on_error handler is already registered")
+        self._on_error = Handler(handler, min_args=2, max_args=3, what="on_error handler")
+        return handler
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    async def handle_event(
+        self, event: BaseEvent | bytes | bytearray | str | Mapping[str, Any]
+    ) -> list[ActionLike]:
+        """Run the handler for one event and return the actions to send, in order.
+
+        ``event`` is an event model or a payload (JSON ``bytes``/``str`` or a ``dict``).
+        Raises ``InvalidEventError`` for an invalid payload and ``HandlerError`` when a
+        handler fails and neither ``on_error`` nor ``error_reply`` answers.
+        """
+        if not isinstance(event, BaseEvent):
+            event = parse_event(event)
+        started = time.perf_counter()
+        event_type = event.type
+        handler = self._handlers.get(event_type)
+        if isinstance(event, UserSpeakEvent):
+            if event.barged_in:
+                handler = self._handlers.get("user_barge_in", handler)
+        elif event_type == "user_barge_in" and isinstance(event, UserBargeInEvent):
+            handler = self._handlers.get("user_barge_in") or self._handlers.get("user_speak")
+            event = UserSpeakEvent(
+                session=event.session, text=event.text, barged_in=True, **(event.model_extra or {})
+            )
+        elif handler is None and isinstance(event, UnknownEvent):
+            handler = self._on_unknown
+        if handler is None:
+            return []
+        ctx = CallContext(event, self)  # type: ignore[arg-type]
+        session = event.session
+        session_id = session.id if session is not None else None
+        try:
+            actions = normalise(await handler(event, ctx), session_id, handler.name)
+        except Exception as exc:
+            actions = await self._failed(exc, event, ctx, handler.name)
+        if event_type in _NO_REPLY:
+            if actions:
+                logger.warning(
+                    "%s returned %d action(s) for %s (session %s); the service takes no "
+                    "answer to this event, so they were dropped",
+                    handler.name,
+                    len(actions),
+                    event_type,
+                    session_id,
+                )
+            actions = []
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s session=%s handler=%s actions=%d in %.2f ms",
+                event_type,
+                session_id,
+                handler.name,
+                len(actions),
+                (time.perf_counter() - started) * 1000,
+            )
+        return actions
+
+    async def _failed(
+        self, exc: Exception, event: BaseEvent, ctx: CallContext, handler_name: str
+    ) -> list[ActionLike]:
+        session_id = event.session.id if event.session is not None else None
+        logger.error(
+            "handler %s raised %s on %s (session %s)",
+            handler_name,
+            type(exc).__name__,
+            event.type,
+            session_id,
+            exc_info=exc,
+        )
+        if self._on_error is not None:
+            try:
+                return normalise(
+                    await self._on_error(exc, event, ctx), session_id, self._on_error.name
+                )
+            except Exception as hook_exc:
+                logger.error(
+                    "on_error hook %s raised %s on %s (session %s)",
+                    self._on_error.name,
+                    type(hook_exc).__name__,
+                    event.type,
+                    session_id,
+                    exc_info=hook_exc,
+                )
+                if event.type in _NO_REPLY:
+                    return []
+                raise HandlerError(event.type, session_id, self._on_error.name) from hook_exc
+        if self.error_reply is not None:
+            return normalise(self.error_reply, session_id, "error_reply")
+        if event.type in _NO_REPLY:
+            return []
+        raise HandlerError(event.type, session_id, handler_name) from exc
+
+    # -- outbound calls and lifecycle ---------------------------------------------------------
+
+    async def call(
+        self, *, ai_flow_id: str, billing_device: str, to_phone_number: str
+    ) -> dict[str, Any] | None:
+        """Place an outbound call through the sipgate API (needs ``token``).
+
+        When the recipient answers, the call arrives as ``session_start`` with
+        ``direction="outbound"``. Returns the API's JSON body, if any; raises
+        ``OutboundCallError`` with ``status_code`` and ``body`` on failure.
+
+        Example:
+            >>> assistant = AiFlowAssistant(token="...")  # doctest: +SKIP
+            >>> await assistant.call(  # doctest: +SKIP
+            ...     ai_flow_id="a1b2", billing_device="e2", to_phone_number="4915790000687")
+        """
+        return await self._outbound.call(
+            ai_flow_id=ai_flow_id, billing_device=billing_device, to_phone_number=to_phone_number
+        )
+
+    async def aclose(self) -> None:
+        """Release what the assistant holds (the outbound HTTP client)."""
+        await self._outbound.aclose()
+
+    async def __aenter__(self) -> AiFlowAssistant:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

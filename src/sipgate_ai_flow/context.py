@@ -1,0 +1,63 @@
+"""``CallContext``: what a two-argument handler gets besides the event."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .assistant import AiFlowAssistant
+    from .events import AiFlowEvent
+    from .models import SessionInfo
+
+__all__ = ["CallContext"]
+
+_logger = logging.getLogger("sipgate_ai_flow.handler")
+
+
+class _SessionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['session_id'] if self.extra else '-'}] {msg}", kwargs
+
+
+class CallContext:
+    """The call an event belongs to, handed to handlers that take ``(event, ctx)``.
+
+    Example:
+        >>> from sipgate_ai_flow import AiFlowAssistant
+        >>> assistant = AiFlowAssistant()
+        >>> @assistant.on_user_speak
+        ... async def echo(event, ctx):
+        ...     ctx.logger.info("caller said %s", event.text)
+        ...     return f"You said {event.text}"
+    """
+
+    __slots__ = ("_logger", "assistant", "event")
+
+    def __init__(self, event: AiFlowEvent, assistant: AiFlowAssistant) -> None:
+        self.event: AiFlowEvent = event
+        """The event being handled."""
+        self.assistant: AiFlowAssistant = assistant
+        """The assistant handling it."""
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def session(self) -> SessionInfo | None:
+        """The event's session (``None`` only for an ``UnknownEvent`` without one)."""
+        return self.event.session
+
+    @property
+    def session_id(self) -> str | None:
+        """The session id every action of this call carries."""
+        session = self.event.session
+        return session.id if session is not None else None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger (``sipgate_ai_flow.handler``) that prefixes each line with the session id."""
+        if self._logger is None:
+            self._logger = _SessionLogger(_logger, {"session_id": self.session_id})
+        return self._logger
+
+    def __repr__(self) -> str:
+        return f"CallContext(event={self.event.type!r}, session_id={self.session_id!r})"
