@@ -1,0 +1,1 @@
+"""Benchmarks: each figure is measured side by side with its baseline in the same process."""
