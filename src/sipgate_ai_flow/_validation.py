@@ -19,7 +19,8 @@ def problems(exc: ValidationError, prefix: str = "") -> tuple[list[str], list[di
     details: list[str] = []
     errors: list[dict[str, Any]] = []
     for err in exc.errors(include_url=False, include_context=False):
-        loc = [str(part) for part in err["loc"]]
+        # A location may be a key the sender made up; keep each detail on one line.
+        loc = [part if part.isprintable() else repr(part) for part in map(str, err["loc"])]
         msg = _FRIENDLY.get(err["type"], err["msg"])
         if err["type"] == "union_tag_not_found":
             loc.append("type")

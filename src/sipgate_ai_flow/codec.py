@@ -110,16 +110,24 @@ def parse_actions(
     if isinstance(data, (bytes, bytearray, str)):
         try:
             data = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidActionError([f"(root): Invalid JSON: {exc}"]) from None
     if isinstance(data, Mapping):
         return [parse_action(data)]
-    if not isinstance(data, Sequence):
-        raise InvalidActionError([f"(root): expected an action object or an array, got {data!r}"])
+    if isinstance(data, (str, bytes, bytearray)) or not isinstance(data, Sequence):
+        raise InvalidActionError(
+            [f"(root): expected an action object or an array of them, got {_kind(data)}"]
+        )
     actions: list[AiFlowAction] = []
     details: list[str] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(data):
+        if not isinstance(item, Mapping):
+            details.append(f"[{index}]: expected an action object, got {_kind(item)}")
+            errors.append(
+                {"loc": (index,), "msg": "expected an action object", "type": "dict_type"}
+            )
+            continue
         try:
             actions.append(parse_action(item))
         except InvalidActionError as exc:
@@ -128,6 +136,10 @@ def parse_actions(
     if details:
         raise InvalidActionError(details, errors)
     return actions
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def dump_action(action: ActionLike) -> dict[str, Any]:

@@ -35,6 +35,15 @@ class OutgoingModel(AiFlowModel):
             details, errors = problems(exc, prefix=_wire_name(type(self)))
             raise InvalidActionError(details, errors) from None
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # The __init__ above is for direct construction only. Left as a "custom init",
+        # pydantic would route nested validation through it too, flattening every nested
+        # problem into one error at the outer model; so validation bypasses it.
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.__pydantic_custom_init__ = False
+        cls.model_rebuild(force=True)
+
 
 def _wire_name(cls: type[OutgoingModel]) -> str:
     field = cls.model_fields.get("type")
