@@ -80,23 +80,40 @@ class Handler:
             )
         self.arity = min(accepted, max_args)
 
+    @property
+    def streams(self) -> bool:
+        """Whether the handler is a generator whose yields are sent one by one."""
+        return self.kind in (_ASYNC_GEN, _SYNC_GEN)
+
     async def __call__(self, *args: Any) -> Any:
+        """Call a plain (non-generator) handler and return its result."""
         args = args[: self.arity]
-        kind = self.kind
-        if kind == _ASYNC:
+        if self.kind == _ASYNC:
             return await self.fn(*args)
-        if kind == _ASYNC_GEN:
-            return [item async for item in self.fn(*args)]
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, self.fn, *args)
         result = await loop.run_in_executor(_executor(), call)
-        if kind == _SYNC_GEN or isinstance(result, Iterator):
-            return await loop.run_in_executor(_executor(), list, result)
         if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
             return await result
-        if isinstance(result, AsyncIterator):
-            return [item async for item in result]
         return result
+
+    async def iterate(self, *args: Any) -> AsyncIterator[Any]:
+        """Yield each item a generator handler yields (sync generators step in the pool)."""
+        args = args[: self.arity]
+        if self.kind == _ASYNC_GEN:
+            async for item in self.fn(*args):
+                yield item
+            return
+        loop = asyncio.get_running_loop()
+        generator: Iterator[Any] = self.fn(*args)
+        done = object()
+        context = contextvars.copy_context()
+        while True:
+            step = functools.partial(context.run, next, generator, done)
+            item = await loop.run_in_executor(_executor(), step)
+            if item is done:
+                return
+            yield item
 
 
 def normalise(result: Any, session_id: str | None, source: str) -> list[ActionLike]:

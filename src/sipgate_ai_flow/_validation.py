@@ -18,12 +18,21 @@ def problems(exc: ValidationError, prefix: str = "") -> tuple[list[str], list[di
     """Return ``(details, errors)`` for every problem in ``exc``."""
     details: list[str] = []
     errors: list[dict[str, Any]] = []
-    for err in exc.errors(include_url=False, include_context=False):
+    for err in exc.errors(include_url=False):
         # A location may be a key the sender made up; keep each detail on one line.
         loc = [part if part.isprintable() else repr(part) for part in map(str, err["loc"])]
-        msg = _FRIENDLY.get(err["type"], err["msg"])
-        if err["type"] == "union_tag_not_found":
+        kind = err["type"]
+        msg = _FRIENDLY.get(kind, err["msg"])
+        if kind == "value_error":  # our own validators: their message is the whole story
+            msg = msg.removeprefix("Value error, ")
+        elif kind == "union_tag_not_found":
             loc.append("type")
+        elif kind == "union_tag_invalid":
+            loc.append("type")
+            expected = err.get("ctx", {}).get("expected_tags", "")
+            msg = f"unknown type {err['ctx']['tag']!r} (expected one of {expected})"
+        elif kind == "json_invalid" and err.get("input") in (b"", ""):
+            msg = "empty body (expected a JSON object)"
         where = ".".join([prefix, *loc] if prefix else loc) or "(root)"
         details.append(f"{where}: {msg}")
         errors.append({"loc": tuple(loc), "msg": msg, "type": err["type"]})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -12,15 +15,17 @@ from typing import Any, TypeVar
 import httpx
 
 from ._handlers import Handler, normalise
+from ._sessions import Reply, Session, SessionRegistry
 from .codec import ActionLike, parse_event
 from .context import CallContext
-from .errors import ConfigurationError, HandlerError
+from .errors import ConfigurationError, HandlerError, SessionNotFoundError
 from .events import (
     BaseEvent,
     UnknownEvent,
     UserBargeInEvent,
     UserSpeakEvent,
 )
+from .models import SessionInfo
 from .outbound import DEFAULT_BASE_URL, OutboundClient
 
 __all__ = ["AiFlowAssistant", "ErrorReply"]
@@ -81,6 +86,10 @@ class AiFlowAssistant:
         api_key: str | None = None,
         debug: bool = False,
         http_client: httpx.AsyncClient | None = None,
+        webhook_token: str | None = None,
+        hold_after: float | None = None,
+        hold_reply: str | ActionLike | Sequence[str | ActionLike] | None = None,
+        response_timeout: float = 4.5,
     ) -> None:
         """Create an assistant.
 
@@ -99,6 +108,15 @@ class AiFlowAssistant:
             base_url: sipgate API base URL for outbound calls.
             debug: log every event and the actions sent (logger ``sipgate_ai_flow``).
             http_client: an ``httpx.AsyncClient`` for outbound calls (tests, proxies).
+            webhook_token: the shared secret ("outgoing API token" of the AI Flow). When set,
+                every webhook POST and WebSocket upgrade must carry it in ``X-API-TOKEN``.
+                Defaults to the ``AIFLOW_WEBHOOK_TOKEN`` environment variable.
+            hold_after: seconds after which a still-running handler gets ``hold_reply`` sent
+                (HTTP: as the reply; WebSocket: pushed); the real answer follows when ready
+                (WebSocket) or with the reply to the call's next event (HTTP).
+            hold_reply: what to say while waiting (default ``"One moment, please."``).
+            response_timeout: HTTP only: the reply is sent after at most this many seconds,
+                with whatever is ready (the service waits about 5 s).
         """
         self._handlers: dict[str, Handler] = {}
         self._on_unknown: Handler | None = None
@@ -112,6 +130,19 @@ class AiFlowAssistant:
             token = token or api_key
         self._outbound = OutboundClient(token, base_url, http_client=http_client)
         self.error_reply = error_reply
+        token_env = os.environ.get("AIFLOW_WEBHOOK_TOKEN")
+        self.webhook_token: str | None = webhook_token or token_env or None
+        if hold_after is not None and hold_after <= 0:
+            raise ConfigurationError(f"hold_after must be positive seconds, got {hold_after!r}")
+        if response_timeout <= 0:
+            raise ConfigurationError(
+                f"response_timeout must be positive seconds, got {response_timeout!r}"
+            )
+        self.hold_after = hold_after
+        self.hold_reply = hold_reply if hold_reply is not None else "One moment, please."
+        self.response_timeout = response_timeout
+        self._sessions = SessionRegistry()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.debug = debug
         if debug:
             logging.getLogger("sipgate_ai_flow").setLevel(logging.DEBUG)
@@ -135,8 +166,24 @@ class AiFlowAssistant:
         if on_error is not None:
             self.on_error(on_error)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never show the tokens
         return f"AiFlowAssistant(handlers={sorted(self._handlers)})"
+
+    def check_token(self, presented: str | None) -> bool:
+        """Whether ``presented`` (the ``X-API-TOKEN`` header) is acceptable, in constant
+        time. Always true when no ``webhook_token`` is configured."""
+        expected = self.webhook_token
+        if expected is None:
+            return True
+        if presented is None:
+            return False
+        return hmac.compare_digest(presented.encode(), expected.encode())
+
+    def asgi(self, **options: Any) -> Any:
+        """This assistant as an ASGI app; see ``sipgate_ai_flow.asgi.create_app``."""
+        from .asgi import create_app  # noqa: PLC0415 - keeps the core free of server code
+
+        return create_app(self, **options)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -223,55 +270,120 @@ class AiFlowAssistant:
     ) -> list[ActionLike]:
         """Run the handler for one event and return the actions to send, in order.
 
-        ``event`` is an event model or a payload (JSON ``bytes``/``str`` or a ``dict``).
-        Raises ``InvalidEventError`` for an invalid payload and ``HandlerError`` when a
-        handler fails and neither ``on_error`` nor ``error_reply`` answers.
+        ``event`` is an event model or a payload (JSON ``bytes``/``str`` or a ``dict``). The
+        result starts with any actions pushed for the session since its previous event
+        (``ctx.send``, ``push``). Raises ``InvalidEventError`` for an invalid payload and
+        ``HandlerError`` when a handler fails and neither ``on_error`` nor ``error_reply``
+        answers.
         """
         if not isinstance(event, BaseEvent):
             event = parse_event(event)
-        started = time.perf_counter()
+        session: SessionInfo | None = event.session
+        live = self._sessions.open(session.id) if session is not None else None
+        if event.type in _NO_REPLY:
+            await self._run_unanswered(event, live)
+            return []
+        reply = Reply(live, open=True)
+        if live is None:
+            await self._process(event, reply)
+            return reply.close()
+        async with live.lock:
+            try:
+                await self._process(event, reply)
+            except BaseException:
+                reply.open = False  # keep the outbox for the next event
+                raise
+            return reply.close()
+
+    async def _run_unanswered(self, event: BaseEvent, live: Session | None) -> None:
+        """Run a handler whose event takes no answer; close the call after ``session_end``."""
+        reply = Reply(live, open=False)
+        if live is None:
+            await self._process(event, reply)
+            return
+        async with live.lock:
+            ending = event.type == "session_end"
+            if ending:
+                live.ended = True
+            try:
+                await self._process(event, reply)
+            finally:
+                if ending:
+                    self._sessions.close(live)
+
+    async def push(self, session_id: str, *actions: str | ActionLike) -> None:
+        """Send actions to a call from outside a handler (e.g. when a CRM answers).
+
+        Over WebSocket they are sent at once; over HTTP they go out with the reply to the
+        call's next event. The call must be one this process serves (an event of it arrived
+        here and ``session_end`` did not yet). Raises ``SessionNotFoundError`` otherwise.
+        """
+        live = self._sessions.get(session_id)
+        if live is None or live.ended:
+            raise SessionNotFoundError(session_id)
+        await live.deliver(normalise(list(actions), session_id, "push"))
+
+    def _route(self, event: BaseEvent) -> tuple[Handler | None, BaseEvent]:
         event_type = event.type
         handler = self._handlers.get(event_type)
         if isinstance(event, UserSpeakEvent):
             if event.barged_in:
                 handler = self._handlers.get("user_barge_in", handler)
-        elif event_type == "user_barge_in" and isinstance(event, UserBargeInEvent):
+        elif isinstance(event, UserBargeInEvent):
             handler = self._handlers.get("user_barge_in") or self._handlers.get("user_speak")
             event = UserSpeakEvent(
                 session=event.session, text=event.text, barged_in=True, **(event.model_extra or {})
             )
         elif handler is None and isinstance(event, UnknownEvent):
             handler = self._on_unknown
+        return handler, event
+
+    async def _process(self, event: BaseEvent, reply: Reply) -> None:
+        """Run the event's handler (the caller holds the session lock); every batch of
+        actions goes to ``reply``. Raises ``HandlerError`` as ``handle_event`` does."""
+        handler, event = self._route(event)
         if handler is None:
-            return []
-        ctx = CallContext(event, self)  # type: ignore[arg-type]
+            return
+        started = time.perf_counter()
+        ctx = CallContext(event, self, reply)  # type: ignore[arg-type]
         session = event.session
         session_id = session.id if session is not None else None
+        answers = event.type not in _NO_REPLY
+        count = 0
         try:
-            actions = normalise(await handler(event, ctx), session_id, handler.name)
+            if handler.streams:
+                async for item in handler.iterate(event, ctx):
+                    actions = normalise(item, session_id, handler.name)
+                    count += len(actions)
+                    if actions and answers:
+                        await reply.emit(actions)
+            else:
+                actions = normalise(await handler(event, ctx), session_id, handler.name)
+                count = len(actions)
+                if actions and answers:
+                    await reply.emit(actions)
         except Exception as exc:
             actions = await self._failed(exc, event, ctx, handler.name)
-        if event_type in _NO_REPLY:
-            if actions:
-                logger.warning(
-                    "%s returned %d action(s) for %s (session %s); the service takes no "
-                    "answer to this event, so they were dropped",
-                    handler.name,
-                    len(actions),
-                    event_type,
-                    session_id,
-                )
-            actions = []
+            if actions and answers:
+                await reply.emit(actions)
+        if count and not answers:
+            logger.warning(
+                "%s returned %d action(s) for %s (session %s); the service takes no answer to "
+                "this event, so they were dropped (use ctx.send to push actions)",
+                handler.name,
+                count,
+                event.type,
+                session_id,
+            )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s session=%s handler=%s actions=%d in %.2f ms",
-                event_type,
+                event.type,
                 session_id,
                 handler.name,
-                len(actions),
+                count,
                 (time.perf_counter() - started) * 1000,
             )
-        return actions
 
     async def _failed(
         self, exc: Exception, event: BaseEvent, ctx: CallContext, handler_name: str
@@ -328,8 +440,21 @@ class AiFlowAssistant:
             ai_flow_id=ai_flow_id, billing_device=billing_device, to_phone_number=to_phone_number
         )
 
+    async def startup(self) -> None:
+        """Open what the assistant needs before serving (ASGI lifespan startup)."""
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background task (a handler outliving its reply) until it ends or aclose."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def aclose(self) -> None:
-        """Release what the assistant holds (the outbound HTTP client)."""
+        """Release what the assistant holds: background handler tasks, the outbound client."""
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         await self._outbound.aclose()
 
     async def __aenter__(self) -> AiFlowAssistant:

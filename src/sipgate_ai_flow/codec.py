@@ -108,6 +108,8 @@ def parse_actions(
     Problems in an array are prefixed with the item's index, e.g. ``[1].speak.text``.
     """
     if isinstance(data, (bytes, bytearray, str)):
+        if not data.strip():
+            raise InvalidActionError(["(root): empty body (expected an action object or array)"])
         try:
             data = json.loads(data)
         except (ValueError, RecursionError) as exc:

@@ -6,7 +6,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._sessions import Reply
     from .assistant import AiFlowAssistant
+    from .codec import ActionLike
     from .events import AiFlowEvent
     from .models import SessionInfo
 
@@ -32,14 +34,26 @@ class CallContext:
         ...     return f"You said {event.text}"
     """
 
-    __slots__ = ("_logger", "assistant", "event")
+    __slots__ = ("_logger", "_reply", "assistant", "event")
 
-    def __init__(self, event: AiFlowEvent, assistant: AiFlowAssistant) -> None:
+    def __init__(self, event: AiFlowEvent, assistant: AiFlowAssistant, reply: Reply) -> None:
         self.event: AiFlowEvent = event
         """The event being handled."""
         self.assistant: AiFlowAssistant = assistant
         """The assistant handling it."""
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._reply = reply
+
+    async def send(self, *actions: str | ActionLike) -> None:
+        """Push actions to this call now, during the handler or any time later.
+
+        Over WebSocket they are sent at once. Over HTTP they join the reply to this event
+        while it is still being assembled, and otherwise the reply to the call's next event.
+        A ``str`` is spoken, like a handler's return value.
+        """
+        from ._handlers import normalise  # noqa: PLC0415 - avoids an import cycle
+
+        await self._reply.emit(normalise(list(actions), self.session_id, "ctx.send"))
 
     @property
     def session(self) -> SessionInfo | None:

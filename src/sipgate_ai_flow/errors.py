@@ -5,6 +5,7 @@
     ├── InvalidEventError       a payload that is not a valid event; ``.details`` lists each problem
     ├── InvalidActionError      an action (model, dict or handler result) that is not valid
     ├── HandlerError            a handler raised; neither ``on_error`` nor ``error_reply`` answered
+    ├── SessionNotFoundError    ``push`` to a call this process does not serve (also a LookupError)
     └── OutboundCallError       the outbound-call API failed; carries ``status_code`` and ``body``
 
 ``InvalidEventError`` and ``InvalidActionError`` are also ``ValueError``s.
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidActionError",
     "InvalidEventError",
     "OutboundCallError",
+    "SessionNotFoundError",
 ]
 
 
@@ -74,6 +76,17 @@ class HandlerError(AiFlowError):
         self.session_id = session_id
         self.handler = handler
         super().__init__(f"handler {handler} failed on {event_type} (session {session_id})")
+
+
+class SessionNotFoundError(AiFlowError, LookupError):
+    """``assistant.push`` named a call this process does not serve (never seen, or ended)."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} is not served by this process: no event of it arrived "
+            "here, or it has ended"
+        )
 
 
 class OutboundCallError(AiFlowError):

@@ -7,7 +7,6 @@ answers, the call reaches the AI Flow's webhook as ``session_start`` with
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +38,7 @@ class OutboundClient:
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self._token = token
+        self._token = _clean_token(token)
         self.base_url = base_url.rstrip("/")
         self._client = http_client
         self._own_client = http_client is None
@@ -103,11 +102,25 @@ class OutboundClient:
             self._client = None
 
 
+def _clean_token(token: str | None) -> str | None:
+    # Tokens read from files often end in a newline; anything else unprintable would only
+    # fail later inside the HTTP stack, with the token in the error text.
+    if token is None:
+        return None
+    token = token.strip()
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigurationError(
+            "the API token contains spaces, control or non-ASCII characters; "
+            "check how it was read (the token itself is not shown)"
+        )
+    return token or None
+
+
 def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
     if not response.content:
         return None
     try:
         body = response.json()
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or not even UTF-8
         return None
     return body if isinstance(body, dict) else {"body": body}

@@ -1,0 +1,192 @@
+"""The HTTP webhook exchange of protocol §8, free of any web framework.
+
+A request body and the ``X-API-TOKEN`` header go in; an ``HttpResponse`` comes out:
+
+===============================================  =============================================
+no action / ``session_end`` / unknown event      ``204``
+one action                                       ``200`` with the JSON object
+several actions                                  ``200`` with a JSON array, in order
+invalid JSON or event                            ``400 {"error": "Invalid event format", ...}``
+missing or wrong token                           ``401 {"error": "Unauthorized"}``
+handler failure (no ``on_error``/``error_reply``)  ``500 {"error": "Internal server error"}``
+===============================================  =============================================
+
+The reply is sent within the assistant's response budget (``hold_after``, else
+``response_timeout``) even when the handler is still running; what it produces later goes out
+with the reply to the call's next event. Framework adapters call ``handle_webhook``; the ASGI
+app calls ``serve_webhook`` with its own ``respond`` so the fast path creates no task.
+
+Example:
+    >>> import asyncio
+    >>> from sipgate_ai_flow import AiFlowAssistant
+    >>> assistant = AiFlowAssistant(on_session_start=lambda event: "Hello!")
+    >>> body = b'{"type": "session_start", "session": {"id": "s1"}}'
+    >>> response = asyncio.run(handle_webhook(assistant, body, token=None))
+    >>> response.status, response.body
+    (200, b'{"type":"speak","session_id":"s1","text":"Hello!"}')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._handlers import normalise
+from ._sessions import Reply
+from .codec import ActionLike, dump_actions, parse_event
+from .errors import HandlerError, InvalidActionError, InvalidEventError
+
+if TYPE_CHECKING:
+    from .assistant import AiFlowAssistant
+
+__all__ = ["HttpResponse", "handle_webhook", "serve_webhook"]
+
+logger = logging.getLogger("sipgate_ai_flow.transport")
+
+_JSON = (("content-type", "application/json"),)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A framework-neutral HTTP response."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def content_type(self) -> str | None:
+        return dict(self.headers).get("content-type")
+
+
+def error_response(status: int, error: str, details: list[str] | None = None) -> HttpResponse:
+    payload: dict[str, object] = {"error": error}
+    if details is not None:
+        payload["details"] = details
+    return HttpResponse(status, json.dumps(payload).encode(), _JSON)
+
+
+NO_CONTENT = HttpResponse(204)
+UNAUTHORIZED = error_response(401, "Unauthorized")
+SERVER_ERROR = error_response(500, "Internal server error")
+
+Respond = Callable[[HttpResponse], Coroutine[Any, Any, None]]
+
+
+def actions_response(actions: list[ActionLike]) -> HttpResponse:
+    try:
+        body = dump_actions(actions)
+    except InvalidActionError as exc:
+        logger.error("reply could not be serialised: %s", exc)
+        return SERVER_ERROR
+    return NO_CONTENT if body is None else HttpResponse(200, body, _JSON)
+
+
+async def serve_webhook(
+    assistant: AiFlowAssistant, body: bytes, token: str | None, respond: Respond
+) -> None:
+    """Handle one webhook request; call ``respond`` exactly once, in time.
+
+    ``respond`` may be called from another task when the budget runs out; this coroutine
+    returns only after the response went out and the handler finished.
+    """
+    if not assistant.check_token(token):
+        logger.warning("webhook request refused: missing or wrong X-API-TOKEN")
+        await respond(UNAUTHORIZED)
+        return
+    try:
+        event = parse_event(body)
+    except InvalidEventError as exc:
+        logger.warning("invalid event refused (400): %s", "; ".join(exc.details))
+        await respond(error_response(400, "Invalid event format", exc.details))
+        return
+
+    sessions = assistant._sessions
+    session = event.session
+    live = sessions.open(session.id) if session is not None else None
+    if event.type in ("session_end", "user_speech_started"):
+        # These take no answer: 204 at once; the handler runs after the call's earlier events.
+        await respond(NO_CONTENT)
+        await assistant._run_unanswered(event, live)
+        return
+
+    reply = Reply(live, open=True)
+    budget = assistant.response_timeout
+    if assistant.hold_after is not None:
+        budget = min(budget, assistant.hold_after)
+    early: list[asyncio.Task[None]] = []
+
+    def on_budget() -> None:
+        if not reply.open:
+            return
+        actions = reply.close()
+        if not actions and assistant.hold_after is not None:
+            sid = live.id if live is not None else None
+            actions = normalise(assistant.hold_reply, sid, "hold_reply")
+        logger.info(
+            "%s (session %s) still running after %.2f s: replied with %d action(s); the rest "
+            "follows with the next event's reply",
+            event.type,
+            live.id if live is not None else None,
+            budget,
+            len(actions),
+        )
+        early.append(asyncio.get_running_loop().create_task(respond(actions_response(actions))))
+
+    timer = asyncio.get_running_loop().call_later(budget, on_budget)
+    try:
+        if live is None:
+            await assistant._process(event, reply)
+        else:
+            async with live.lock:
+                await assistant._process(event, reply)
+    except HandlerError:
+        if reply.open:
+            reply.open = False  # keep pending actions for the next event
+            await respond(SERVER_ERROR)
+    except BaseException:
+        reply.open = False
+        raise
+    else:
+        if reply.open:
+            await respond(actions_response(reply.close()))
+    finally:
+        timer.cancel()
+        if early:
+            await early[0]
+
+
+async def handle_webhook(
+    assistant: AiFlowAssistant, body: bytes, token: str | None
+) -> HttpResponse:
+    """Handle one webhook request and return the response as soon as it is due.
+
+    For framework adapters: a handler still running when the response goes out keeps running
+    in the background (held by the assistant until ``aclose``).
+    """
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[HttpResponse] = loop.create_future()
+
+    async def respond(response: HttpResponse) -> None:
+        if not ready.done():
+            ready.set_result(response)
+
+    task = loop.create_task(serve_webhook(assistant, body, token, respond))
+    assistant._track(task)
+
+    def finished(done: asyncio.Task[None]) -> None:
+        if ready.done():
+            return
+        if done.cancelled():
+            ready.cancel()
+        elif done.exception() is not None:
+            ready.set_exception(done.exception())  # type: ignore[arg-type]
+        else:  # pragma: no cover - serve_webhook always responds
+            ready.set_result(SERVER_ERROR)
+
+    task.add_done_callback(finished)
+    return await ready
