@@ -31,7 +31,7 @@ EXPECTED_EXPORTS = {
     # assistant and errors
     "AiFlowAssistant", "CallContext", "ErrorReply",
     "AiFlowError", "ConfigurationError", "InvalidEventError", "InvalidActionError",
-    "HandlerError", "OutboundCallError",
+    "HandlerError", "OutboundCallError", "SessionNotFoundError",
     "__version__",
 }  # fmt: skip
 
@@ -50,7 +50,7 @@ def test_core_imports_no_web_framework_or_optional_dependency():
     code = (
         "import sys, sipgate_ai_flow, sipgate_ai_flow.cli;"
         "banned = {'starlette', 'fastapi', 'flask', 'django', 'uvicorn', 'websockets',"
-        " 'redis', 'rich', 'yaml', 'click'};"
+        " 'redis', 'rich', 'yaml', 'click', 'httpx'};"
         "print(sorted(banned & {m.split('.')[0] for m in sys.modules}))"
     )
     out = subprocess.run(

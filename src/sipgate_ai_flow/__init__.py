@@ -47,6 +47,7 @@ from .errors import (
     InvalidActionError,
     InvalidEventError,
     OutboundCallError,
+    SessionNotFoundError,
 )
 from .events import (
     AiFlowEvent,
@@ -97,6 +98,7 @@ __all__ = [
     "SendSmsAction",
     "SessionEndEvent",
     "SessionInfo",
+    "SessionNotFoundError",
     "SessionStartEvent",
     "SmsFailedEvent",
     "SpeakAction",

@@ -10,9 +10,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._handlers import Handler, normalise
 from ._sessions import Reply, Session, SessionRegistry
@@ -27,6 +25,9 @@ from .events import (
 )
 from .models import SessionInfo
 from .outbound import DEFAULT_BASE_URL, OutboundClient
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AiFlowAssistant", "ErrorReply"]
 

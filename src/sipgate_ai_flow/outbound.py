@@ -7,13 +7,14 @@ answers, the call reaches the AI Flow's webhook as ``session_start`` with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from ._version import __version__
 from .errors import ConfigurationError, OutboundCallError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_BASE_URL", "OutboundClient"]
 
@@ -66,6 +67,8 @@ class OutboundClient:
         ):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        import httpx  # noqa: PLC0415 - only outbound calls need it; keeps the core import light
+
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout)
         url = f"{self.base_url}/v3/ai-flows/{quote(ai_flow_id, safe='')}/call"
