@@ -19,9 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aiflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo
+    from . import demo, serve
 
     demo.register(commands)
+    serve.register(commands)
     return parser
 
 
