@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .webhook import HttpResponse, error_response, serve_webhook
-from .websocket import serve_websocket
+from .websocket import asgi_text_channel, serve_websocket
 
 if TYPE_CHECKING:
     from .assistant import AiFlowAssistant
@@ -171,30 +171,7 @@ class AiFlowApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        closed = False
-
-        async def receive_text() -> str | bytes | None:
-            nonlocal closed
-            message = await receive()
-            if message["type"] == "websocket.receive":
-                text: str | None = message.get("text")
-                if text is not None:
-                    return text
-                data: bytes = message.get("bytes") or b""
-                return data
-            closed = True
-            return None
-
-        async def send_text(text: str) -> None:
-            nonlocal closed
-            if closed:
-                return
-            try:
-                await send({"type": "websocket.send", "text": text})
-            except Exception as exc:  # the peer went away mid-send
-                closed = True
-                logger.info("WebSocket send failed, connection closed: %s", exc)
-
+        receive_text, send_text = asgi_text_channel(receive, send)
         await serve_websocket(self.assistant, receive_text, send_text)
 
     # -- lifespan -----------------------------------------------------------------------------

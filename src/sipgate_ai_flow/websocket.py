@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._handlers import normalise
 from ._sessions import Reply, Session
@@ -38,7 +38,7 @@ from .events import BaseEvent
 if TYPE_CHECKING:
     from .assistant import AiFlowAssistant
 
-__all__ = ["serve_websocket"]
+__all__ = ["asgi_text_channel", "serve_websocket"]
 
 logger = logging.getLogger("sipgate_ai_flow.transport")
 
@@ -156,6 +156,41 @@ class _Connection:
             if live.sender == self.send:
                 live.sender = None
         self._sessions.clear()
+
+
+def asgi_text_channel(
+    receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+) -> tuple[ReceiveText, SendText]:
+    """``receive_text``/``send_text`` over an accepted ASGI WebSocket's raw messages.
+
+    ``receive_text`` returns ``None`` once the peer disconnects; after that, or after a failed
+    send, ``send_text`` does nothing (actions for a gone call are dropped, not raised).
+    """
+    closed = False
+
+    async def receive_text() -> str | bytes | None:
+        nonlocal closed
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            closed = True
+            return None
+        text: str | None = message.get("text")
+        if text is not None:
+            return text
+        data: bytes = message.get("bytes") or b""
+        return data
+
+    async def send_text(text: str) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            await send({"type": "websocket.send", "text": text})
+        except Exception as exc:  # the peer went away mid-send
+            closed = True
+            logger.info("WebSocket send failed, connection closed: %s", exc)
+
+    return receive_text, send_text
 
 
 async def serve_websocket(

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from ..asgi import DEFAULT_MAX_BODY
 from ..webhook import HttpResponse, error_response, handle_webhook
-from ..websocket import serve_websocket
+from ..websocket import asgi_text_channel, serve_websocket
 
 if TYPE_CHECKING:
     from ..assistant import AiFlowAssistant
@@ -77,30 +77,10 @@ def create_router(
                 await ws.close(code=1008)
             return
         await ws.accept()
-        closed = False
-
-        async def receive_text() -> str | bytes | None:
-            nonlocal closed
-            message = await ws.receive()
-            if message["type"] != "websocket.receive":
-                closed = True
-                return None
-            text: str | None = message.get("text")
-            return text if text is not None else (message.get("bytes") or b"")
-
-        async def send_text(text: str) -> None:
-            nonlocal closed
-            if closed:
-                return
-            try:
-                await ws.send_text(text)
-            except Exception as exc:  # the peer went away mid-send
-                closed = True
-                logger.info("WebSocket send failed, connection closed: %s", exc)
-
+        receive_text, send_text = asgi_text_channel(ws.receive, ws.send)
         await serve_websocket(assistant, receive_text, send_text)
 
-    @router.api_route(health_path, methods=["GET", "HEAD"])
+    @router.api_route(health_path, methods=["GET", "HEAD"], include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
