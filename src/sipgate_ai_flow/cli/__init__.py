@@ -19,10 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aiflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo, serve
+    from . import demo, emulate, serve
 
     demo.register(commands)
     serve.register(commands)
+    emulate.register(commands)
     return parser
 
 
