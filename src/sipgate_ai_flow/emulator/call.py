@@ -281,6 +281,10 @@ class EmulatedCall:
         finally:
             await self.transport.close()
 
+    def last_event(self, event_type: str) -> dict[str, Any] | None:
+        """The last event of ``event_type`` sent to the app (``None`` if there was none)."""
+        return next((e for e in reversed(self.events) if e["type"] == event_type), None)
+
     def _step(self) -> Any:
         if self.ended:
             raise CallEndedError(f"the call has ended ({self.end_reason})")
