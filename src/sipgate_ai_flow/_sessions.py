@@ -1,16 +1,13 @@
-"""Live calls this process serves: per-session order, where late actions go, and replies.
+"""Calls this process serves right now, and where one event's actions go.
 
-Every event of a session is handled under that session's lock, so events of one call run one
-at a time in arrival order while different calls run concurrently. Actions produced after the
-reply to their event was sent (``ctx.send``, ``assistant.push``, a handler still running after
-the response budget, an async generator's later yields) go to the session's WebSocket sender
-when the call is on a WebSocket, otherwise to its outbox, which the reply to the session's next
-event carries.
+The call's lock, state and outbox live in the session store (``sipgate_ai_flow.state``), so
+they hold across worker processes. This module keeps what is local: which calls have a
+WebSocket here (their ``sender``), which have ended, and the ``Reply`` being assembled for an
+event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,39 +17,23 @@ from .codec import ActionLike
 logger = logging.getLogger("sipgate_ai_flow.dispatch")
 
 Sender = Callable[[list[ActionLike]], Awaitable[None]]
+Deliver = Callable[[str, list[ActionLike]], Awaitable[None]]
 
 
 class Session:
-    """One live call."""
+    """A call with an event being handled here, or a WebSocket here."""
 
-    __slots__ = ("ended", "id", "lock", "outbox", "sender", "touched")
+    __slots__ = ("ended", "id", "sender", "touched")
 
     def __init__(self, session_id: str) -> None:
         self.id = session_id
-        self.lock = asyncio.Lock()
-        self.outbox: list[ActionLike] = []
         self.sender: Sender | None = None
         self.ended = False
         self.touched = time.monotonic()
 
-    async def deliver(self, actions: list[ActionLike]) -> None:
-        """Send now over the call's WebSocket, else keep for the next reply."""
-        if self.ended:
-            logger.warning(
-                "%d action(s) for session %s dropped: the call has ended", len(actions), self.id
-            )
-        elif self.sender is not None:
-            await self.sender(actions)
-        else:
-            self.outbox.extend(actions)
-
-    def take_outbox(self) -> list[ActionLike]:
-        pending, self.outbox = self.outbox, []
-        return pending
-
 
 class SessionRegistry:
-    """The sessions this process has seen and not yet seen end."""
+    """The calls this process has seen and not yet seen end (swept when idle)."""
 
     def __init__(self, idle_ttl: float = 3600.0) -> None:
         self._sessions: dict[str, Session] = {}
@@ -67,25 +48,17 @@ class SessionRegistry:
 
     def open(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
+        now = time.monotonic()
         if session is None:
-            now = time.monotonic()
             if now >= self._next_sweep:
                 self._sweep(now)
             session = self._sessions[session_id] = Session(session_id)
         else:
-            session.touched = time.monotonic()
+            session.touched = now
         return session
 
     def close(self, session: Session) -> None:
         session.ended = True
-        if session.outbox:
-            logger.warning(
-                "%d pending action(s) for session %s dropped: the call ended before another "
-                "event could carry them",
-                len(session.outbox),
-                session.id,
-            )
-            session.outbox.clear()
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
 
@@ -93,7 +66,7 @@ class SessionRegistry:
         # Calls whose session_end never came (a successful transfer ends without one).
         cutoff = now - self.idle_ttl
         for sid in [s.id for s in self._sessions.values() if s.touched < cutoff]:
-            if not self._sessions[sid].lock.locked():
+            if self._sessions[sid].sender is None:
                 del self._sessions[sid]
         self._next_sweep = now + self.idle_ttl
 
@@ -101,31 +74,41 @@ class SessionRegistry:
 class Reply:
     """Where one event's actions go.
 
-    While ``open`` (an HTTP reply or ``handle_event`` still being assembled) actions collect in
-    ``actions``; once closed they go to the session (WebSocket sender or outbox).
+    While ``open`` (an HTTP reply or ``handle_event`` still being assembled) actions collect
+    here, after the actions queued for the call before (``pending``); once closed they go to
+    the call through ``deliver`` (its WebSocket, another worker's, or its outbox).
     """
 
-    __slots__ = ("actions", "emitted", "open", "session")
+    __slots__ = ("actions", "deliver", "emitted", "open", "pending", "session_id")
 
-    def __init__(self, session: Session | None, *, open: bool) -> None:
-        self.session = session
+    def __init__(self, session_id: str | None, deliver: Deliver, *, open: bool) -> None:
+        self.session_id = session_id
+        self.deliver = deliver
         self.open = open
         self.actions: list[ActionLike] = []
+        self.pending: list[ActionLike] = []
         self.emitted = False
 
     async def emit(self, actions: list[ActionLike]) -> None:
         self.emitted = True
         if self.open:
             self.actions.extend(actions)
-        elif self.session is not None:
-            await self.session.deliver(actions)
+        elif self.session_id is not None:
+            await self.deliver(self.session_id, actions)
         else:
             logger.warning("%d action(s) for an event without a session dropped", len(actions))
 
     def close(self) -> list[ActionLike]:
-        """Stop collecting; return the reply: the session's pending actions, then this
-        event's."""
+        """Stop collecting; return the reply: the call's pending actions, then this event's."""
         self.open = False
-        if self.session is not None and self.session.outbox:
-            return [*self.session.take_outbox(), *self.actions]
+        if self.pending:
+            pending, self.pending = self.pending, []
+            return [*pending, *self.actions]
         return self.actions
+
+    async def abandon(self) -> None:
+        """Stop collecting without replying; pending actions wait for the next event."""
+        self.open = False
+        if self.pending and self.session_id is not None:
+            pending, self.pending = self.pending, []
+            await self.deliver(self.session_id, pending)

@@ -13,10 +13,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._handlers import Handler, normalise
-from ._sessions import Reply, Session, SessionRegistry
-from .codec import ActionLike, parse_event
+from ._sessions import Reply, SessionRegistry
+from .codec import ActionLike, dump_action, parse_event
 from .context import CallContext
-from .errors import ConfigurationError, HandlerError, SessionNotFoundError
+from .errors import ConfigurationError, HandlerError, SessionNotFoundError, StoreError
 from .events import (
     BaseEvent,
     UnknownEvent,
@@ -25,6 +25,7 @@ from .events import (
 )
 from .models import SessionInfo
 from .outbound import DEFAULT_BASE_URL, OutboundClient
+from .state import MemoryStore, SessionState, SessionStore, store_from_url
 
 if TYPE_CHECKING:
     import httpx
@@ -91,6 +92,7 @@ class AiFlowAssistant:
         hold_after: float | None = None,
         hold_reply: str | ActionLike | Sequence[str | ActionLike] | None = None,
         response_timeout: float = 4.5,
+        store: SessionStore | str | None = None,
     ) -> None:
         """Create an assistant.
 
@@ -118,6 +120,9 @@ class AiFlowAssistant:
             hold_reply: what to say while waiting (default ``"One moment, please."``).
             response_timeout: HTTP only: the reply is sent after at most this many seconds,
                 with whatever is ready (the service waits about 5 s).
+            store: where per-call state (``ctx.state``), locks and queued actions live: a
+                ``SessionStore`` or a URL (``redis://...``). Default: the
+                ``AIFLOW_STORE_URL`` environment variable, else a ``MemoryStore`` (one process).
         """
         self._handlers: dict[str, Handler] = {}
         self._on_unknown: Handler | None = None
@@ -143,6 +148,9 @@ class AiFlowAssistant:
         self.hold_reply = hold_reply if hold_reply is not None else "One moment, please."
         self.response_timeout = response_timeout
         self._sessions = SessionRegistry()
+        if store is None:
+            store = os.environ.get("AIFLOW_STORE_URL") or MemoryStore()
+        self.store: SessionStore = store_from_url(store) if isinstance(store, str) else store
         self._tasks: set[asyncio.Task[Any]] = set()
         self.debug = debug
         if debug:
@@ -272,57 +280,104 @@ class AiFlowAssistant:
         """Run the handler for one event and return the actions to send, in order.
 
         ``event`` is an event model or a payload (JSON ``bytes``/``str`` or a ``dict``). The
-        result starts with any actions pushed for the session since its previous event
+        result starts with any actions pushed for the call since its previous event
         (``ctx.send``, ``push``). Raises ``InvalidEventError`` for an invalid payload and
         ``HandlerError`` when a handler fails and neither ``on_error`` nor ``error_reply``
         answers.
         """
         if not isinstance(event, BaseEvent):
             event = parse_event(event)
+        answers = event.type not in _NO_REPLY
         session: SessionInfo | None = event.session
-        live = self._sessions.open(session.id) if session is not None else None
-        if event.type in _NO_REPLY:
-            await self._run_unanswered(event, live)
-            return []
-        reply = Reply(live, open=True)
-        if live is None:
-            await self._process(event, reply)
-            return reply.close()
-        async with live.lock:
-            try:
-                await self._process(event, reply)
-            except BaseException:
-                reply.open = False  # keep the outbox for the next event
-                raise
-            return reply.close()
+        reply = Reply(session.id if session is not None else None, self._deliver, open=answers)
+        try:
+            await self._dispatch(event, reply)
+        except BaseException:
+            await reply.abandon()
+            raise
+        return reply.close() if answers else []
 
-    async def _run_unanswered(self, event: BaseEvent, live: Session | None) -> None:
-        """Run a handler whose event takes no answer; close the call after ``session_end``."""
-        reply = Reply(live, open=False)
-        if live is None:
-            await self._process(event, reply)
-            return
-        async with live.lock:
-            ending = event.type == "session_end"
-            if ending:
-                live.ended = True
-            try:
-                await self._process(event, reply)
-            finally:
-                if ending:
-                    self._sessions.close(live)
+    def state(self, session_id: str) -> SessionState:
+        """The state of a call, from outside its handlers (e.g. a CRM callback)."""
+        return SessionState(self.store, session_id)
 
     async def push(self, session_id: str, *actions: str | ActionLike) -> None:
         """Send actions to a call from outside a handler (e.g. when a CRM answers).
 
-        Over WebSocket they are sent at once; over HTTP they go out with the reply to the
-        call's next event. The call must be one this process serves (an event of it arrived
-        here and ``session_end`` did not yet). Raises ``SessionNotFoundError`` otherwise.
+        Over WebSocket they are sent at once (by whichever worker holds the call's socket);
+        over HTTP they go out with the reply to the call's next event. The call must be live:
+        started and not ended (``SessionNotFoundError`` otherwise).
         """
-        live = self._sessions.get(session_id)
-        if live is None or live.ended:
+        local = self._sessions.get(session_id)
+        if local is None and not await self.store.exists(session_id):
             raise SessionNotFoundError(session_id)
-        await live.deliver(normalise(list(actions), session_id, "push"))
+        if local is not None and local.ended:
+            raise SessionNotFoundError(session_id)
+        await self._deliver(session_id, normalise(list(actions), session_id, "push"))
+
+    async def _deliver(self, session_id: str, actions: list[ActionLike]) -> None:
+        """Get actions to a call now: its WebSocket here or on another worker, else its
+        outbox for the next HTTP reply."""
+        if not actions:
+            return
+        local = self._sessions.get(session_id)
+        if local is not None:
+            if local.ended:
+                logger.warning(
+                    "%d action(s) for session %s dropped: the call has ended",
+                    len(actions),
+                    session_id,
+                )
+                return
+            if local.sender is not None:
+                await local.sender(actions)
+                return
+        payload = [dump_action(action) for action in actions]
+        if not await self.store.route(session_id, payload):
+            await self.store.enqueue(session_id, payload)
+
+    async def _dispatch(self, event: BaseEvent, reply: Reply) -> None:
+        """Handle one event under its call's lock, with the call's state loaded."""
+        session: SessionInfo | None = event.session
+        if session is None:
+            await self._process(event, reply, None, returning=False)
+            return
+        session_id = session.id
+        ending = event.type == "session_end"
+        local = self._sessions.open(session_id)
+        try:
+            scope = await self.store.acquire(session_id, start=event.type == "session_start")
+        except StoreError as exc:
+            logger.error(
+                "state store unavailable for %s (session %s): %s",
+                event.type,
+                session_id,
+                exc,
+            )
+            actions = await self._failed(exc, event, None, "the state store")
+            if actions and event.type not in _NO_REPLY:
+                await reply.emit(actions)
+            return
+        if ending:
+            local.ended = True
+        if scope.outbox:
+            if reply.open:
+                reply.pending = [*scope.outbox, *reply.pending]
+            elif not ending:
+                await self._deliver(session_id, list(scope.outbox))
+        state = SessionState(self.store, session_id, scope.data)
+        try:
+            await self._process(event, reply, state, returning=scope.starts > 1)
+        finally:
+            try:
+                await self.store.release(
+                    scope, changes=state.changes, deleted=state.deleted, drop=ending
+                )
+            except StoreError as exc:
+                logger.error("state of session %s not saved: %s", session_id, exc)
+            finally:
+                if ending:
+                    self._sessions.close(local)
 
     def _route(self, event: BaseEvent) -> tuple[Handler | None, BaseEvent]:
         event_type = event.type
@@ -339,14 +394,16 @@ class AiFlowAssistant:
             handler = self._on_unknown
         return handler, event
 
-    async def _process(self, event: BaseEvent, reply: Reply) -> None:
-        """Run the event's handler (the caller holds the session lock); every batch of
+    async def _process(
+        self, event: BaseEvent, reply: Reply, state: SessionState | None, *, returning: bool
+    ) -> None:
+        """Run the event's handler (the caller holds the call's lock); every batch of
         actions goes to ``reply``. Raises ``HandlerError`` as ``handle_event`` does."""
         handler, event = self._route(event)
         if handler is None:
             return
         started = time.perf_counter()
-        ctx = CallContext(event, self, reply)  # type: ignore[arg-type]
+        ctx = CallContext(event, self, reply, state, returning)  # type: ignore[arg-type]
         session = event.session
         session_id = session.id if session is not None else None
         answers = event.type not in _NO_REPLY
@@ -387,9 +444,12 @@ class AiFlowAssistant:
             )
 
     async def _failed(
-        self, exc: Exception, event: BaseEvent, ctx: CallContext, handler_name: str
+        self, exc: Exception, event: BaseEvent, ctx: CallContext | None, handler_name: str
     ) -> list[ActionLike]:
         session_id = event.session.id if event.session is not None else None
+        if ctx is None:
+            reply = Reply(session_id, self._deliver, open=False)
+            ctx = CallContext(event, self, reply, None, False)  # type: ignore[arg-type]
         logger.error(
             "handler %s raised %s on %s (session %s)",
             handler_name,
@@ -442,7 +502,9 @@ class AiFlowAssistant:
         )
 
     async def startup(self) -> None:
-        """Open what the assistant needs before serving (ASGI lifespan startup)."""
+        """Open what the assistant needs before serving (ASGI lifespan startup): checks the
+        state store is reachable, raising ``StoreError`` with a clear message if not."""
+        await self.store.connect()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         """Hold a background task (a handler outliving its reply) until it ends or aclose."""
@@ -457,6 +519,7 @@ class AiFlowAssistant:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._outbound.aclose()
+        await self.store.close()
 
     async def __aenter__(self) -> AiFlowAssistant:
         return self

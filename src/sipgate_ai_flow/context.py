@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .codec import ActionLike
     from .events import AiFlowEvent
     from .models import SessionInfo
+    from .state import SessionState
 
 __all__ = ["CallContext"]
 
@@ -34,15 +35,35 @@ class CallContext:
         ...     return f"You said {event.text}"
     """
 
-    __slots__ = ("_logger", "_reply", "assistant", "event")
+    __slots__ = ("_logger", "_reply", "_state", "assistant", "event", "returning")
 
-    def __init__(self, event: AiFlowEvent, assistant: AiFlowAssistant, reply: Reply) -> None:
+    def __init__(
+        self,
+        event: AiFlowEvent,
+        assistant: AiFlowAssistant,
+        reply: Reply,
+        state: SessionState | None = None,
+        returning: bool = False,
+    ) -> None:
         self.event: AiFlowEvent = event
         """The event being handled."""
         self.assistant: AiFlowAssistant = assistant
         """The assistant handling it."""
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._reply = reply
+        self._state = state
+        self.returning: bool = returning
+        """``True`` on a repeated ``session_start``: the caller is back from a failed transfer."""
+
+    @property
+    def state(self) -> SessionState:
+        """This call's state (``await ctx.state.get("step")``); it lives in the assistant's
+        store, so it holds across events and, with ``RedisStore``, across workers."""
+        if self._state is None:
+            if self.session_id is None:
+                raise RuntimeError("this event has no session, so it has no call state")
+            self._state = self.assistant.state(self.session_id)
+        return self._state
 
     async def send(self, *actions: str | ActionLike) -> None:
         """Push actions to this call now, during the handler or any time later.

@@ -6,7 +6,8 @@
     ├── InvalidActionError      an action (model, dict or handler result) that is not valid
     ├── HandlerError            a handler raised; neither ``on_error`` nor ``error_reply`` answered
     ├── SessionNotFoundError    ``push`` to a call this process does not serve (also a LookupError)
-    └── OutboundCallError       the outbound-call API failed; carries ``status_code`` and ``body``
+    ├── OutboundCallError       the outbound-call API failed; carries ``status_code`` and ``body``
+    └── StoreError              the state store (Redis) failed or holds something unexpected
 
 ``InvalidEventError`` and ``InvalidActionError`` are also ``ValueError``s.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidEventError",
     "OutboundCallError",
     "SessionNotFoundError",
+    "StoreError",
 ]
 
 
@@ -100,3 +102,8 @@ class OutboundCallError(AiFlowError):
         self.status_code = status_code
         self.body = body
         super().__init__(message)
+
+
+class StoreError(AiFlowError):
+    """The session store failed: Redis unreachable or lost, a value that is not JSON, a
+    counter that is not an integer. An event that meets it gets the error reply."""

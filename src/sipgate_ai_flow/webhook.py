@@ -105,16 +105,15 @@ async def serve_webhook(
         await respond(error_response(400, "Invalid event format", exc.details))
         return
 
-    sessions = assistant._sessions
     session = event.session
-    live = sessions.open(session.id) if session is not None else None
+    session_id = session.id if session is not None else None
     if event.type in ("session_end", "user_speech_started"):
         # These take no answer: 204 at once; the handler runs after the call's earlier events.
         await respond(NO_CONTENT)
-        await assistant._run_unanswered(event, live)
+        await assistant._dispatch(event, Reply(session_id, assistant._deliver, open=False))
         return
 
-    reply = Reply(live, open=True)
+    reply = Reply(session_id, assistant._deliver, open=True)
     budget = assistant.response_timeout
     if assistant.hold_after is not None:
         budget = min(budget, assistant.hold_after)
@@ -125,13 +124,12 @@ async def serve_webhook(
             return
         actions = reply.close()
         if not actions and assistant.hold_after is not None:
-            sid = live.id if live is not None else None
-            actions = normalise(assistant.hold_reply, sid, "hold_reply")
+            actions = normalise(assistant.hold_reply, session_id, "hold_reply")
         logger.info(
             "%s (session %s) still running after %.2f s: replied with %d action(s); the rest "
             "follows with the next event's reply",
             event.type,
-            live.id if live is not None else None,
+            session_id,
             budget,
             len(actions),
         )
@@ -139,17 +137,13 @@ async def serve_webhook(
 
     timer = asyncio.get_running_loop().call_later(budget, on_budget)
     try:
-        if live is None:
-            await assistant._process(event, reply)
-        else:
-            async with live.lock:
-                await assistant._process(event, reply)
+        await assistant._dispatch(event, reply)
     except HandlerError:
         if reply.open:
-            reply.open = False  # keep pending actions for the next event
+            await reply.abandon()  # pending actions wait for the next event
             await respond(SERVER_ERROR)
     except BaseException:
-        reply.open = False
+        await reply.abandon()
         raise
     else:
         if reply.open:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ._handlers import normalise
 from ._sessions import Reply, Session
 from .codec import ActionLike, dump_actions, parse_event
-from .errors import HandlerError, InvalidActionError, InvalidEventError
+from .errors import HandlerError, InvalidActionError, InvalidEventError, StoreError
 from .events import BaseEvent
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class _Connection:
         self._timers: set[asyncio.Task[None]] = set()
         self._sessions: dict[str, Session] = {}
         self._ending: set[str | None] = set()
+        self._claimed: set[str] = set()
         self.closed = False
 
     async def send(self, actions: list[ActionLike]) -> None:
@@ -102,31 +103,30 @@ class _Connection:
 
     async def _handle(self, event: BaseEvent) -> None:
         session = event.session
-        live = self._sessions.get(session.id) if session is not None else None
+        session_id = session.id if session is not None else None
         assistant = self.assistant
+        if session_id is not None and session_id not in self._claimed:
+            self._claimed.add(session_id)
+            try:  # pushes from other workers reach this socket
+                await assistant.store.claim(session_id, assistant._deliver)
+            except StoreError as exc:
+                logger.error("WebSocket of session %s not announced: %s", session_id, exc)
+        reply = Reply(session_id, assistant._deliver, open=False)
+        timer = None
+        answers = event.type not in ("session_end", "user_speech_started")
+        if assistant.hold_after is not None and session_id is not None and answers:
+            timer = asyncio.get_running_loop().call_later(
+                assistant.hold_after, self._hold, reply, session_id
+            )
         try:
-            if event.type in ("session_end", "user_speech_started"):
-                await assistant._run_unanswered(event, live)
-                if event.type == "session_end" and session is not None:
-                    self._sessions.pop(session.id, None)
-                return
-            reply = Reply(live, open=False)
-            if live is None:
-                await assistant._process(event, reply)
-                return
-            async with live.lock:
-                timer = None
-                if assistant.hold_after is not None:
-                    timer = asyncio.get_running_loop().call_later(
-                        assistant.hold_after, self._hold, reply, live.id
-                    )
-                try:
-                    await assistant._process(event, reply)
-                finally:
-                    if timer is not None:
-                        timer.cancel()
+            await assistant._dispatch(event, reply)
         except HandlerError:
             pass  # logged by the assistant; the socket stays open and nothing is sent
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if event.type == "session_end" and session_id is not None:
+                self._sessions.pop(session_id, None)
 
     def _hold(self, reply: Reply, session_id: str) -> None:
         if reply.emitted or self.closed:
@@ -156,6 +156,11 @@ class _Connection:
             if live.sender == self.send:
                 live.sender = None
         self._sessions.clear()
+        for session_id in self._claimed:
+            try:
+                await self.assistant.store.unclaim(session_id)
+            except StoreError as exc:
+                logger.warning("WebSocket of session %s not released: %s", session_id, exc)
 
 
 def asgi_text_channel(

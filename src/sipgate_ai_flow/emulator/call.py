@@ -192,6 +192,8 @@ class EmulatedCall:
         self._seq = itertools.count()
         self._timeout_timer: _Timer | None = None
         self._end_of_turn_ms = self.config.end_of_turn_ms
+        self._caller_until = 0.0
+        self._later: list[tuple[str, dict[str, Any]]] | None = None
         self._lock = asyncio.Lock()
         self._started = False
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -229,9 +231,10 @@ class EmulatedCall:
                 await self._send("user_speech_started")
             spoken_until = onset + len(text) / self.config.caller_rate
             turn_end = spoken_until + self._end_of_turn_ms / 1000
+            self._caller_until = turn_end
             item = self.playing
             if item is not None:
-                cut_at = self._interrupt_time(item, text, onset)
+                cut_at = self._interrupt_time(item, text, onset, spoken_until)
                 if cut_at is not None and cut_at < item.ends:
                     await self._advance_to(cut_at)
                     if self.playing is item:
@@ -377,10 +380,25 @@ class EmulatedCall:
         valid, findings = check_actions(exchange.items, self.session_id)
         for finding in findings:
             self._finding(finding, answering)
-        for action in valid:
-            if self.ended:
-                return
-            await self._execute(action)
+        # The service runs the whole reply first; events it raises meanwhile (playback
+        # starting, a failed SMS) reach the app after that.
+        outer, self._later = self._later, []
+        try:
+            for action in valid:
+                if self.ended:
+                    break
+                await self._execute(action)
+        finally:
+            later, self._later = self._later, outer
+        for event_type, fields in later:
+            await self._send(event_type, **fields)
+
+    async def _raise(self, event_type: str, **fields: Any) -> None:
+        """Send an event the service raises itself, after the reply being executed."""
+        if self._later is not None:
+            self._later.append((event_type, fields))
+        else:
+            await self._send(event_type, **fields)
 
     async def _user_speak(self, text: str, *, barged_in: bool) -> None:
         self._cancel_timeout()
@@ -409,7 +427,7 @@ class EmulatedCall:
         elif kind == "send_sms":
             self.state["sms"].append(action)
             if self.config.sms_outcome == "failed":
-                await self._send(
+                await self._raise(
                     "sms_failed",
                     reason="delivery_failed",
                     phone_number=action.get("phone_number"),
@@ -453,7 +471,7 @@ class EmulatedCall:
         for key in ("text", "ssml"):
             if item.action.get(key) is not None:
                 fields[key] = item.action[key]
-        await self._send("assistant_speak", **fields)
+        await self._raise("assistant_speak", **fields)
 
     async def _finish(self, item: _Playback) -> None:
         if self.playing is not item:
@@ -466,7 +484,12 @@ class EmulatedCall:
             self._holding = False
         if self._queue and not self.ended:
             await self._start_playback(self._queue.popleft())
-        elif item.timeout is not None and not self.ended and self.playing is None:
+        elif (
+            item.timeout is not None
+            and not self.ended
+            and self.playing is None
+            and self.clock.now() >= self._caller_until  # the caller is not mid-sentence
+        ):
             self._timeout_timer = self._schedule(
                 self.clock.now() + item.timeout, "user_input_timeout", self._fire_timeout
             )
@@ -482,18 +505,24 @@ class EmulatedCall:
         self.playing = None
         self._queue.clear()
 
-    def _interrupt_time(self, item: _Playback, text: str, onset: float) -> float | None:
+    def _interrupt_time(
+        self, item: _Playback, text: str, onset: float, spoken_until: float
+    ) -> float | None:
+        """When the caller's words cut the playback, or ``None``. Detection needs the caller
+        to be talking: words that ended inside the ``allow_after_ms`` window cut nothing."""
         config = item.barge_in
         strategy = config.get("strategy", "minimum_characters")
         allow_after = item.started + (config.get("allow_after_ms") or 0) / 1000
         if strategy == "immediate":
-            return max(onset, allow_after)
-        if strategy == "minimum_characters":
+            cut = max(onset, allow_after)
+        elif strategy == "minimum_characters":
             needed = config.get("minimum_characters") or 3
             if len(text) < needed:
                 return None
-            return max(onset + needed / self.config.caller_rate, allow_after)
-        return None  # none, manual: only a barge_in action interrupts
+            cut = max(onset + needed / self.config.caller_rate, allow_after)
+        else:
+            return None  # none, manual: only a barge_in action interrupts
+        return cut if cut <= spoken_until else None
 
     def _cancel_timeout(self) -> None:
         if self._timeout_timer is not None:

@@ -198,14 +198,13 @@ def _check_one(item: Any, session_id: str) -> tuple[dict[str, Any] | None, list[
                 findings.append(Finding(code, detail, item))
         if any(f.severity == "error" for f in findings):
             return None, findings
-    if any(f.severity == "error" and f.code.endswith("session_id") for f in findings):
-        return None, findings
     if kind in ("audio", "mix_audio") and isinstance(item.get("audio"), str):
         problem = _wav_problem(item["audio"])
         if problem:
             findings.append(Finding("wav_format", f"{kind}.audio: {problem}", _short(item)))
-    executed = dict(lenient)
-    return executed, findings
+    if any(f.severity == "error" for f in findings):
+        return None, findings  # the service would reject it; warnings (vad) still run
+    return dict(lenient), findings
 
 
 def _code_for(detail: str) -> str:

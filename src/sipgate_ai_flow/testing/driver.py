@@ -47,6 +47,12 @@ async def simulate_call(
         config = CallConfig(
             from_number=from_number, to_number=to_number, direction=direction, **options
         )
+    elif options or (from_number, to_number, direction) != (
+        "+4915111111111",
+        "+4921100000000",
+        "inbound",
+    ):
+        raise TypeError("pass either config= or the call options one by one, not both")
     call = EmulatedCall(
         transport_for(target, transport, token=token, deadline=deadline),
         config,
