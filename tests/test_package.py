@@ -31,7 +31,7 @@ EXPECTED_EXPORTS = {
     # assistant and errors
     "AiFlowAssistant", "CallContext", "ErrorReply",
     "AiFlowError", "ConfigurationError", "InvalidEventError", "InvalidActionError",
-    "HandlerError", "OutboundCallError", "SessionNotFoundError",
+    "HandlerError", "OutboundCallError", "SessionNotFoundError", "StoreError",
     "__version__",
 }  # fmt: skip
 

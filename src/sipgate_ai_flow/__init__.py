@@ -48,6 +48,7 @@ from .errors import (
     InvalidEventError,
     OutboundCallError,
     SessionNotFoundError,
+    StoreError,
 )
 from .events import (
     AiFlowEvent,
@@ -102,6 +103,7 @@ __all__ = [
     "SessionStartEvent",
     "SmsFailedEvent",
     "SpeakAction",
+    "StoreError",
     "SttProvider",
     "TransferAction",
     "TtsConfig",

@@ -33,6 +33,11 @@ def register(commands: Any) -> None:
         help="shared secret the AI Flow service sends as X-API-TOKEN "
         "(default: $AIFLOW_WEBHOOK_TOKEN)",
     )
+    parser.add_argument(
+        "--store",
+        help="where per-call state lives: redis://host:port/db to share it between workers "
+        "(default: $AIFLOW_STORE_URL, else memory)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(run=run)
 
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ[_ENV_WS] = args.websocket_path
     if args.token:
         os.environ["AIFLOW_WEBHOOK_TOKEN"] = args.token
+    if args.store:
+        os.environ["AIFLOW_STORE_URL"] = args.store
     try:
         assistant = load_assistant(args.target)  # fail here, clearly, not in every worker
     except ConfigurationError as exc:
@@ -92,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  WebSocket: ws://{base}{args.websocket_path}")
     print(f"  Health:    http://{base}/health")
     secured = "X-API-TOKEN required" if assistant.webhook_token else "no shared secret set"
-    print(f"  Auth:      {secured}", flush=True)
+    print(f"  Auth:      {secured}")
+    print(f"  State:     {assistant.store!r}", flush=True)
+    if args.workers > 1 and type(assistant.store).__name__ == "MemoryStore":
+        print(
+            "  Warning:   several workers with MemoryStore: each worker has its own state; "
+            "use --store redis://..."
+        )
     reload_dirs = None
     if args.reload:
         path = args.target.partition(":")[0]

@@ -97,8 +97,14 @@ class MemoryStore(SessionStore):
                 entry.data.pop(key, None)
         entry.lock.release()
 
-    async def load(self, session_id: str) -> dict[str, Any]:
+    def _live(self, session_id: str) -> _Entry | None:
         entry = self._entries.get(session_id)
+        if entry is None or entry.expires < time.monotonic():
+            return None
+        return entry
+
+    async def load(self, session_id: str) -> dict[str, Any]:
+        entry = self._live(session_id)
         return dict(entry.data) if entry is not None else {}
 
     async def write(
@@ -118,8 +124,8 @@ class MemoryStore(SessionStore):
         return current + by
 
     async def exists(self, session_id: str) -> bool:
-        entry = self._entries.get(session_id)
-        return entry is not None and entry.starts > 0 and entry.expires >= time.monotonic()
+        entry = self._live(session_id)
+        return entry is not None and entry.starts > 0
 
     async def enqueue(self, session_id: str, actions: list[dict[str, Any]]) -> None:
         self._entry(session_id).outbox.extend(actions)
