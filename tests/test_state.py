@@ -124,7 +124,7 @@ async def test_unreachable_redis_at_startup_is_a_clear_error():
 async def test_redis_lost_mid_call_gets_the_error_reply_and_recovers(
     redis_server: Any, caplog: pytest.LogCaptureFixture
 ):
-    if redis_server.process.poll() is not None:
+    if not redis_server.running:
         redis_server.start()
     store = RedisStore.from_url(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}")
     assistant = counting_assistant(store, [])
@@ -148,6 +148,6 @@ async def test_redis_lost_mid_call_gets_the_error_reply_and_recovers(
         reply = await assistant.handle_event(event("user_speak", call, text="back"))
         assert texts(reply) == ["Turn 1: back"]  # Redis restarted empty: the count restarts
     finally:
-        if redis_server.process.poll() is not None:
+        if not redis_server.running:
             redis_server.start()
         await store.close()
