@@ -116,6 +116,28 @@ class Handler:
             yield item
 
 
+_SPEAK_DEFAULTS = {name: field.default for name, field in SpeakAction.model_fields.items()}
+_SPEAK_SET = frozenset({"session_id", "text"})
+
+
+def speak(session_id: str | None, text: str) -> SpeakAction:
+    """``SpeakAction(session_id=..., text=...)`` without running the validator.
+
+    A string result is valid by construction (``text`` takes any string), and turning it into
+    a speak action is the hot path of most assistants; this builds the model exactly as
+    pydantic's ``model_construct`` does, at a fraction of the cost.
+    """
+    action = object.__new__(SpeakAction)
+    values = dict(_SPEAK_DEFAULTS)
+    values["session_id"] = session_id
+    values["text"] = text
+    object.__setattr__(action, "__dict__", values)
+    object.__setattr__(action, "__pydantic_fields_set__", set(_SPEAK_SET))
+    object.__setattr__(action, "__pydantic_extra__", None)
+    object.__setattr__(action, "__pydantic_private__", None)
+    return action
+
+
 def normalise(result: Any, session_id: str | None, source: str) -> list[ActionLike]:
     """Turn a handler's return value into a list of actions stamped with ``session_id``.
 
@@ -125,7 +147,7 @@ def normalise(result: Any, session_id: str | None, source: str) -> list[ActionLi
     if result is None:
         return []
     if type(result) is str:
-        return [SpeakAction(session_id=session_id, text=result)]
+        return [speak(session_id, result)]
     if isinstance(result, (list, tuple)):
         actions: list[ActionLike] = []
         for item in result:
@@ -140,7 +162,7 @@ def normalise(result: Any, session_id: str | None, source: str) -> list[ActionLi
             return [result.model_copy(update={"session_id": session_id})]
         return [result]
     if isinstance(result, str):  # a str subclass, e.g. an enum member
-        return [SpeakAction(session_id=session_id, text=str(result))]
+        return [speak(session_id, str(result))]
     if isinstance(result, Mapping):
         kind = result.get("type")
         if not isinstance(kind, str):

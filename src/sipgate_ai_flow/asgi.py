@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -100,8 +101,10 @@ class AiFlowApp:
         method = scope["method"]
 
         async def respond(response: HttpResponse) -> None:
-            headers = [(k.encode(), v.encode()) for k, v in response.headers]
-            headers.append((b"content-length", str(len(response.body)).encode()))
+            headers = [
+                *_encoded(response.headers),
+                (b"content-length", str(len(response.body)).encode()),
+            ]
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": headers}
             )
@@ -111,13 +114,19 @@ class AiFlowApp:
             if method != "POST":
                 await respond(_method_not_allowed("POST"))
                 return
-            body = await self._read_body(scope, receive)
+            token = declared = None
+            for key, value in scope["headers"]:  # one pass over the headers
+                if key == _TOKEN_HEADER:
+                    token = bytes(value).decode("latin-1")
+                elif key == b"content-length":
+                    declared = bytes(value)
+            body = await self._read_body(declared, receive)
             if body is None:
                 await respond(
                     error_response(413, f"Request body larger than {self.max_body_size} bytes")
                 )
                 return
-            await serve_webhook(self.assistant, body, _header(scope, _TOKEN_HEADER), respond)
+            await serve_webhook(self.assistant, body, token, respond)
         elif path == self.health_path:
             if method in ("GET", "HEAD"):
                 await respond(_HEALTH)
@@ -126,13 +135,21 @@ class AiFlowApp:
         else:
             await respond(_NOT_FOUND)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+    async def _read_body(self, declared: bytes | None, receive: Receive) -> bytes | None:
         limit = self.max_body_size
-        declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
+        message = await receive()  # events are small: nearly always one message
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body: bytes = message.get("body", b"")
+            return body if len(body) <= limit else None
         chunks: list[bytes] = []
-        size = 0
+        if message["type"] == "http.disconnect":
+            return b""
+        chunks.append(message.get("body", b""))
+        if len(chunks[0]) > limit:
+            return None
+        size = len(chunks[0])
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -199,6 +216,11 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

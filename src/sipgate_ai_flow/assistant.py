@@ -365,14 +365,17 @@ class AiFlowAssistant:
                 reply.pending = [*scope.outbox, *reply.pending]
             elif not ending:
                 await self._deliver(session_id, list(scope.outbox))
-        state = SessionState(self.store, session_id, scope.data)
+        state: SessionState | None = None
         try:
-            await self._process(event, reply, state, returning=scope.starts > 1)
+            state = await self._process(event, reply, scope.data, returning=scope.starts > 1)
         finally:
             try:
-                await self.store.release(
-                    scope, changes=state.changes, deleted=state.deleted, drop=ending
-                )
+                if state is None:  # the handler never looked at its state
+                    await self.store.release(scope, drop=ending)
+                else:
+                    await self.store.release(
+                        scope, changes=state.changes, deleted=state.deleted, drop=ending
+                    )
             except StoreError as exc:
                 logger.error("state of session %s not saved: %s", session_id, exc)
             finally:
@@ -395,15 +398,22 @@ class AiFlowAssistant:
         return handler, event
 
     async def _process(
-        self, event: BaseEvent, reply: Reply, state: SessionState | None, *, returning: bool
-    ) -> None:
+        self,
+        event: BaseEvent,
+        reply: Reply,
+        state_data: dict[str, Any] | None,
+        *,
+        returning: bool,
+    ) -> SessionState | None:
         """Run the event's handler (the caller holds the call's lock); every batch of
-        actions goes to ``reply``. Raises ``HandlerError`` as ``handle_event`` does."""
+        actions goes to ``reply``. Returns the call's state if the handler used it. Raises
+        ``HandlerError`` as ``handle_event`` does."""
         handler, event = self._route(event)
         if handler is None:
-            return
-        started = time.perf_counter()
-        ctx = CallContext(event, self, reply, state, returning)  # type: ignore[arg-type]
+            return None
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
+        ctx = CallContext(event, self, reply, state_data, returning)  # type: ignore[arg-type]
         session = event.session
         session_id = session.id if session is not None else None
         answers = event.type not in _NO_REPLY
@@ -433,7 +443,7 @@ class AiFlowAssistant:
                 event.type,
                 session_id,
             )
-        if logger.isEnabledFor(logging.DEBUG):
+        if debug:
             logger.debug(
                 "%s session=%s handler=%s actions=%d in %.2f ms",
                 event.type,
@@ -442,6 +452,7 @@ class AiFlowAssistant:
                 count,
                 (time.perf_counter() - started) * 1000,
             )
+        return ctx._state
 
     async def _failed(
         self, exc: Exception, event: BaseEvent, ctx: CallContext | None, handler_name: str

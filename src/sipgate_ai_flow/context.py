@@ -35,14 +35,14 @@ class CallContext:
         ...     return f"You said {event.text}"
     """
 
-    __slots__ = ("_logger", "_reply", "_state", "assistant", "event", "returning")
+    __slots__ = ("_logger", "_reply", "_state", "_state_data", "assistant", "event", "returning")
 
     def __init__(
         self,
         event: AiFlowEvent,
         assistant: AiFlowAssistant,
         reply: Reply,
-        state: SessionState | None = None,
+        state_data: dict[str, Any] | None = None,
         returning: bool = False,
     ) -> None:
         self.event: AiFlowEvent = event
@@ -51,7 +51,8 @@ class CallContext:
         """The assistant handling it."""
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._reply = reply
-        self._state = state
+        self._state: SessionState | None = None
+        self._state_data = state_data
         self.returning: bool = returning
         """``True`` on a repeated ``session_start``: the caller is back from a failed transfer."""
 
@@ -60,9 +61,15 @@ class CallContext:
         """This call's state (``await ctx.state.get("step")``); it lives in the assistant's
         store, so it holds across events and, with ``RedisStore``, across workers."""
         if self._state is None:
-            if self.session_id is None:
+            session_id = self.session_id
+            if session_id is None:
                 raise RuntimeError("this event has no session, so it has no call state")
-            self._state = self.assistant.state(self.session_id)
+            if self._state_data is None:  # outside the call's lock: straight to the store
+                self._state = self.assistant.state(session_id)
+            else:  # loaded with the call's lock: saved when the handler ends
+                from .state import SessionState  # noqa: PLC0415 - avoids an import cycle
+
+                self._state = SessionState(self.assistant.store, session_id, self._state_data)
         return self._state
 
     async def send(self, *actions: str | ActionLike) -> None:

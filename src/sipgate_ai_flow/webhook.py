@@ -31,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._handlers import normalise
 from ._sessions import Reply
+from .actions import BaseAction
 from .codec import ActionLike, dump_actions, parse_event
 from .errors import HandlerError, InvalidActionError, InvalidEventError
 
@@ -78,6 +80,12 @@ Respond = Callable[[HttpResponse], Coroutine[Any, Any, None]]
 
 
 def actions_response(actions: list[ActionLike]) -> HttpResponse:
+    if len(actions) == 1:  # the common case, straight to JSON
+        action = actions[0]
+        if isinstance(action, BaseAction) and action.session_id is not None:
+            return HttpResponse(
+                200, action.__pydantic_serializer__.to_json(action, exclude_none=True), _JSON
+            )
     try:
         body = dump_actions(actions)
     except InvalidActionError as exc:
@@ -114,28 +122,9 @@ async def serve_webhook(
         return
 
     reply = Reply(session_id, assistant._deliver, open=True)
-    budget = assistant.response_timeout
-    if assistant.hold_after is not None:
-        budget = min(budget, assistant.hold_after)
-    early: list[asyncio.Task[None]] = []
-
-    def on_budget() -> None:
-        if not reply.open:
-            return
-        actions = reply.close()
-        if not actions and assistant.hold_after is not None:
-            actions = normalise(assistant.hold_reply, session_id, "hold_reply")
-        logger.info(
-            "%s (session %s) still running after %.2f s: replied with %d action(s); the rest "
-            "follows with the next event's reply",
-            event.type,
-            session_id,
-            budget,
-            len(actions),
-        )
-        early.append(asyncio.get_running_loop().create_task(respond(actions_response(actions))))
-
-    timer = asyncio.get_running_loop().call_later(budget, on_budget)
+    exchange = _Exchange(assistant, reply, respond, event.type)
+    deadlines = _deadlines()
+    deadlines.add(exchange, deadlines.loop.time() + exchange.budget)
     try:
         await assistant._dispatch(event, reply)
     except HandlerError:
@@ -149,9 +138,95 @@ async def serve_webhook(
         if reply.open:
             await respond(actions_response(reply.close()))
     finally:
-        timer.cancel()
-        if early:
-            await early[0]
+        deadlines.discard(exchange)
+        if exchange.early is not None:
+            await exchange.early
+
+
+_TICK = 0.02  # resolution of reply deadlines, in seconds
+
+
+class _Exchange:
+    """One webhook request whose reply must go out within the assistant's budget."""
+
+    __slots__ = ("assistant", "budget", "early", "event_type", "reply", "respond")
+
+    def __init__(
+        self, assistant: AiFlowAssistant, reply: Reply, respond: Respond, event_type: str
+    ) -> None:
+        self.assistant = assistant
+        self.reply = reply
+        self.respond = respond
+        self.event_type = event_type
+        self.early: asyncio.Task[None] | None = None
+        hold_after = assistant.hold_after
+        budget = assistant.response_timeout
+        self.budget = budget if hold_after is None else min(budget, hold_after)
+
+    def expire(self) -> None:
+        """The budget is spent: reply now with what is ready, or the hold reply."""
+        reply = self.reply
+        if not reply.open:
+            return
+        assistant = self.assistant
+        actions = reply.close()
+        if not actions and assistant.hold_after is not None:
+            actions = normalise(assistant.hold_reply, reply.session_id, "hold_reply")
+        logger.info(
+            "%s (session %s) still running after %.2f s: replied with %d action(s); the rest "
+            "follows with the next event's reply",
+            self.event_type,
+            reply.session_id,
+            self.budget,
+            len(actions),
+        )
+        loop = asyncio.get_running_loop()
+        self.early = loop.create_task(self.respond(actions_response(actions)))
+
+
+class _Deadlines:
+    """One timer ticking for all open replies of a loop, instead of a timer per request
+    (each of which would sit, cancelled, in the loop's heap for the whole budget)."""
+
+    __slots__ = ("_due", "_handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._due: dict[_Exchange, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, exchange: _Exchange, at: float) -> None:
+        self._due[exchange] = at
+        if self._handle is None:
+            self._handle = self.loop.call_later(_TICK, self._tick)
+
+    def discard(self, exchange: _Exchange) -> None:
+        self._due.pop(exchange, None)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for exchange in [e for e, at in self._due.items() if at <= now]:
+            del self._due[exchange]
+            exchange.expire()
+        self._handle = self.loop.call_later(_TICK, self._tick) if self._due else None
+
+
+_current: _Deadlines | None = None
+
+
+def _deadlines() -> _Deadlines:
+    global _current  # noqa: PLW0603 - one per event loop; the common case is one loop
+    loop = asyncio.get_running_loop()
+    if _current is None or _current.loop is not loop:
+        _current = _by_loop.get(loop)
+        if _current is None:
+            _current = _by_loop[loop] = _Deadlines(loop)
+    return _current
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def handle_webhook(

@@ -20,7 +20,7 @@ Deliver = Callable[[str, list[Any]], Awaitable[None]]
 """Called with ``(session_id, actions)`` for actions routed to this worker's sockets."""
 
 
-@dataclass
+@dataclass(slots=True)
 class EventScope:
     """What ``acquire`` hands back while the call's lock is held."""
 
