@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -215,3 +216,25 @@ def test_store_from_url():
     assert isinstance(store_from_url("redis://localhost:1/0"), RedisStore)
     with pytest.raises(ValueError, match="unknown store URL 'x:y/0'"):
         store_from_url("mongo://user:secret@x:y/0")
+
+
+async def test_a_cancelled_waiter_never_keeps_the_lock(store: SessionStore):
+    call = sid()
+    first = await store.acquire(call)
+    cancelled = asyncio.create_task(store.acquire(call))
+    after = asyncio.create_task(store.acquire(call))
+    await asyncio.sleep(0.02)
+    cancelled.cancel()  # gives up while waiting
+    await store.release(first)
+    scope = await asyncio.wait_for(after, 10)  # the next waiter gets it, not the cancelled one
+    outcome = await asyncio.wait_for(asyncio.gather(cancelled, return_exceptions=True), 10)
+    assert isinstance(outcome[0], asyncio.CancelledError)
+    racing = asyncio.create_task(store.acquire(call))
+    await asyncio.sleep(0.02)
+    await store.release(scope)  # hands the lock to `racing`...
+    racing.cancel()  # ...which is cancelled before it runs: the lock must be passed on
+    with contextlib.suppress(asyncio.CancelledError):
+        leftover = await racing
+        await store.release(leftover)  # it won the race after all
+    final = await asyncio.wait_for(store.acquire(call), 5)
+    await store.release(final)

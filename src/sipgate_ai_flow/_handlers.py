@@ -64,7 +64,7 @@ def positional_count(fn: Callable[..., Any], what: str) -> int:
 class Handler:
     """A registered handler: how to call it and how many arguments it takes."""
 
-    __slots__ = ("arity", "fn", "kind", "name")
+    __slots__ = ("arity", "direct", "fn", "kind", "name", "streams")
 
     def __init__(self, fn: Callable[..., Any], *, min_args: int, max_args: int, what: str) -> None:
         if not callable(fn):
@@ -79,11 +79,10 @@ class Handler:
                 f"it must accept {min_args} to {max_args}"
             )
         self.arity = min(accepted, max_args)
-
-    @property
-    def streams(self) -> bool:
-        """Whether the handler is a generator whose yields are sent one by one."""
-        return self.kind in (_ASYNC_GEN, _SYNC_GEN)
+        self.streams = self.kind in (_ASYNC_GEN, _SYNC_GEN)
+        """A generator: each of its yields is sent on its own."""
+        self.direct = self.kind == _ASYNC and self.arity == 1
+        """An ``async def handler(event)``: the dispatcher calls ``fn`` itself."""
 
     async def __call__(self, *args: Any) -> Any:
         """Call a plain (non-generator) handler and return its result."""

@@ -97,7 +97,7 @@ class AiFlowApp:
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope)
+        path = _route_path(scope) if scope.get("root_path") else scope["path"]
         method = scope["method"]
 
         async def respond(response: HttpResponse) -> None:

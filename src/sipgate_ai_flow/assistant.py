@@ -344,7 +344,6 @@ class AiFlowAssistant:
             return
         session_id = session.id
         ending = event.type == "session_end"
-        local = self._sessions.open(session_id)
         try:
             scope = await self.store.acquire(session_id, start=event.type == "session_start")
         except StoreError as exc:
@@ -358,7 +357,9 @@ class AiFlowAssistant:
             if actions and event.type not in _NO_REPLY:
                 await reply.emit(actions)
             return
-        if ending:
+        local = None
+        if ending:  # actions pushed from now on are dropped, with a warning
+            local = self._sessions.open(session_id)
             local.ended = True
         if scope.outbox:
             if reply.open:
@@ -379,7 +380,7 @@ class AiFlowAssistant:
             except StoreError as exc:
                 logger.error("state of session %s not saved: %s", session_id, exc)
             finally:
-                if ending:
+                if local is not None:
                     self._sessions.close(local)
 
     def _route(self, event: BaseEvent) -> tuple[Handler | None, BaseEvent]:
@@ -413,7 +414,10 @@ class AiFlowAssistant:
             return None
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
-        ctx = CallContext(event, self, reply, state_data, returning)  # type: ignore[arg-type]
+        # One-argument handlers never see a context: build it only when it can be used.
+        ctx = None
+        if handler.arity > 1 or handler.streams:
+            ctx = CallContext(event, self, reply, state_data, returning)  # type: ignore[arg-type]
         session = event.session
         session_id = session.id if session is not None else None
         answers = event.type not in _NO_REPLY
@@ -426,11 +430,21 @@ class AiFlowAssistant:
                     if actions and answers:
                         await reply.emit(actions)
             else:
-                actions = normalise(await handler(event, ctx), session_id, handler.name)
+                if handler.direct:  # an async (event) handler: the common case, called as is
+                    result = await handler.fn(event)
+                else:
+                    result = await handler(event, ctx)
+                actions = normalise(result, session_id, handler.name)
                 count = len(actions)
                 if actions and answers:
-                    await reply.emit(actions)
+                    if reply.open:
+                        reply.actions.extend(actions)
+                        reply.emitted = True
+                    else:
+                        await reply.emit(actions)
         except Exception as exc:
+            if ctx is None:
+                ctx = CallContext(event, self, reply, state_data, returning)  # type: ignore[arg-type]
             actions = await self._failed(exc, event, ctx, handler.name)
             if actions and answers:
                 await reply.emit(actions)
@@ -452,7 +466,7 @@ class AiFlowAssistant:
                 count,
                 (time.perf_counter() - started) * 1000,
             )
-        return ctx._state
+        return ctx._state if ctx is not None else None
 
     async def _failed(
         self, exc: Exception, event: BaseEvent, ctx: CallContext | None, handler_name: str

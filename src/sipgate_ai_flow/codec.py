@@ -41,6 +41,9 @@ _KNOWN_EVENTS: TypeAdapter[KnownEvent] = TypeAdapter(
 _ACTIONS: TypeAdapter[AiFlowAction] = TypeAdapter(
     Annotated[AiFlowAction, Field(discriminator="type")]
 )
+# The compiled validator itself: TypeAdapter.validate_json is a Python wrapper around it.
+_validate_event_json = _KNOWN_EVENTS.validator.validate_json
+_validate_event = _KNOWN_EVENTS.validator.validate_python
 
 
 def parse_event(data: bytes | bytearray | str | Mapping[str, Any]) -> AiFlowEvent:
@@ -52,9 +55,9 @@ def parse_event(data: bytes | bytearray | str | Mapping[str, Any]) -> AiFlowEven
     """
     try:
         if isinstance(data, (bytes, bytearray, str)):
-            return _KNOWN_EVENTS.validate_json(data)
+            return _validate_event_json(data)  # type: ignore[no-any-return]
         if isinstance(data, Mapping):
-            return _KNOWN_EVENTS.validate_python(data)
+            return _validate_event(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         if _only_unknown_tag(exc):
             return _parse_unknown(data)

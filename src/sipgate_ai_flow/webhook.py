@@ -33,8 +33,7 @@ import json
 import logging
 import weakref
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._handlers import normalise
 from ._sessions import Reply
@@ -52,9 +51,8 @@ logger = logging.getLogger("sipgate_ai_flow.transport")
 _JSON = (("content-type", "application/json"),)
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    """A framework-neutral HTTP response."""
+class HttpResponse(NamedTuple):
+    """A framework-neutral HTTP response (a named tuple: cheap to build on the hot path)."""
 
     status: int
     body: bytes = b""
@@ -102,7 +100,7 @@ async def serve_webhook(
     ``respond`` may be called from another task when the budget runs out; this coroutine
     returns only after the response went out and the handler finished.
     """
-    if not assistant.check_token(token):
+    if assistant.webhook_token is not None and not assistant.check_token(token):
         logger.warning("webhook request refused: missing or wrong X-API-TOKEN")
         await respond(UNAUTHORIZED)
         return
@@ -121,10 +119,13 @@ async def serve_webhook(
         await assistant._dispatch(event, Reply(session_id, assistant._deliver, open=False))
         return
 
-    reply = Reply(session_id, assistant._deliver, open=True)
-    exchange = _Exchange(assistant, reply, respond, event.type)
-    deadlines = _deadlines()
-    deadlines.add(exchange, deadlines.loop.time() + exchange.budget)
+    reply = exchange = _Exchange(assistant, session_id, respond, event.type)
+    deadlines = _current
+    if deadlines is None or deadlines.loop is not asyncio.get_running_loop():
+        deadlines = _deadlines()
+    deadlines._due[exchange] = deadlines.loop.time() + exchange.budget
+    if deadlines._handle is None:
+        deadlines.start()
     try:
         await assistant._dispatch(event, reply)
     except HandlerError:
@@ -138,7 +139,7 @@ async def serve_webhook(
         if reply.open:
             await respond(actions_response(reply.close()))
     finally:
-        deadlines.discard(exchange)
+        deadlines._due.pop(exchange, None)
         if exchange.early is not None:
             await exchange.early
 
@@ -146,16 +147,20 @@ async def serve_webhook(
 _TICK = 0.02  # resolution of reply deadlines, in seconds
 
 
-class _Exchange:
-    """One webhook request whose reply must go out within the assistant's budget."""
+class _Exchange(Reply):
+    """One webhook request: its reply, which must go out within the assistant's budget."""
 
-    __slots__ = ("assistant", "budget", "early", "event_type", "reply", "respond")
+    __slots__ = ("assistant", "budget", "early", "event_type", "respond")
 
     def __init__(
-        self, assistant: AiFlowAssistant, reply: Reply, respond: Respond, event_type: str
+        self,
+        assistant: AiFlowAssistant,
+        session_id: str | None,
+        respond: Respond,
+        event_type: str,
     ) -> None:
+        super().__init__(session_id, assistant._deliver, open=True)
         self.assistant = assistant
-        self.reply = reply
         self.respond = respond
         self.event_type = event_type
         self.early: asyncio.Task[None] | None = None
@@ -165,7 +170,7 @@ class _Exchange:
 
     def expire(self) -> None:
         """The budget is spent: reply now with what is ready, or the hold reply."""
-        reply = self.reply
+        reply = self
         if not reply.open:
             return
         assistant = self.assistant
@@ -195,13 +200,8 @@ class _Deadlines:
         self._due: dict[_Exchange, float] = {}
         self._handle: asyncio.TimerHandle | None = None
 
-    def add(self, exchange: _Exchange, at: float) -> None:
-        self._due[exchange] = at
-        if self._handle is None:
-            self._handle = self.loop.call_later(_TICK, self._tick)
-
-    def discard(self, exchange: _Exchange) -> None:
-        self._due.pop(exchange, None)
+    def start(self) -> None:
+        self._handle = self.loop.call_later(_TICK, self._tick)
 
     def _tick(self) -> None:
         now = self.loop.time()

@@ -87,7 +87,7 @@ def read_transcript(source: str | Path | IO[str]) -> tuple[dict[str, Any], list[
             raise ValueError(f"line {number}: expected a JSON object")
         rows.append(row)
     if not rows or rows[0].get("kind") != "call":
-        raise ValueError("line 1: a transcript starts with a {\"kind\": \"call\", ...} header")
+        raise ValueError('line 1: a transcript starts with a {"kind": "call", ...} header')
     if rows[0].get("format") != FORMAT:
         raise ValueError(f"line 1: transcript format {rows[0].get('format')!r}, expected {FORMAT}")
     for number, row in enumerate(rows[1:], 2):

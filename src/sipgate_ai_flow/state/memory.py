@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,15 +16,21 @@ __all__ = ["MemoryStore"]
 
 
 class _Entry:
-    __slots__ = ("data", "expires", "lock", "outbox", "starts", "waiters")
+    # The call's lock is ``busy`` plus a FIFO of waiting futures: taking a free lock needs no
+    # await at all, which is what nearly every event does.
+    __slots__ = ("busy", "data", "expires", "outbox", "starts", "waiters")
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.outbox: list[dict[str, Any]] = []
-        self.lock = asyncio.Lock()
+        self.busy = False
+        self.waiters: deque[asyncio.Future[None]] = deque()
         self.starts = 0
         self.expires = 0.0
-        self.waiters = 0
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and not self.waiters
 
 
 class MemoryStore(SessionStore):
@@ -46,7 +54,7 @@ class MemoryStore(SessionStore):
     def _entry(self, session_id: str) -> _Entry:
         entry = self._entries.get(session_id)
         now = time.monotonic()
-        if entry is None or (entry.expires < now and not entry.lock.locked() and not entry.waiters):
+        if entry is None or (entry.expires < now and entry.idle):
             if now >= self._next_sweep:
                 self._sweep(now)
             entry = self._entries[session_id] = _Entry()
@@ -55,18 +63,16 @@ class MemoryStore(SessionStore):
 
     def _sweep(self, now: float) -> None:
         for sid in [s for s, e in self._entries.items() if e.expires < now]:
-            entry = self._entries[sid]
-            if not entry.lock.locked() and not entry.waiters:
+            if self._entries[sid].idle:
                 del self._entries[sid]
         self._next_sweep = now + self.ttl
 
     async def acquire(self, session_id: str, *, start: bool = False) -> EventScope:
         entry = self._entry(session_id)
-        entry.waiters += 1
-        try:
-            await entry.lock.acquire()
-        finally:
-            entry.waiters -= 1
+        if entry.busy or entry.waiters:
+            await self._wait(entry)
+        else:
+            entry.busy = True
         if start:
             entry.starts += 1
         outbox, entry.outbox = entry.outbox, []
@@ -95,7 +101,35 @@ class MemoryStore(SessionStore):
                 entry.data.update(changes)
             for key in deleted:
                 entry.data.pop(key, None)
-        entry.lock.release()
+        if entry.waiters:
+            self._hand_over(entry)
+        else:
+            entry.busy = False
+
+    @staticmethod
+    async def _wait(entry: _Entry) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry.waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                MemoryStore._hand_over(entry)  # the lock was ours already: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    entry.waiters.remove(future)
+            raise
+
+    @staticmethod
+    def _hand_over(entry: _Entry) -> None:
+        """Release: the first live waiter gets the lock (it stays busy), else it is free."""
+        waiters = entry.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        entry.busy = False
 
     def _live(self, session_id: str) -> _Entry | None:
         entry = self._entries.get(session_id)

@@ -77,6 +77,12 @@ return 0
 """
 
 
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling()) if cancelling is not None else False
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -193,6 +199,13 @@ class RedisStore(SessionStore):
         while True:
             with self._errors(f"locking session {session_id}"):
                 result = await self._acquire(keys=[lock, outbox, state, starts], args=args)
+            if _cancel_requested():
+                # A cancellation that arrived mid-command can be swallowed by the client:
+                # honour it here, and never keep a lock nobody will release.
+                if result:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._unclaim(keys=[lock], args=[token])
+                raise asyncio.CancelledError
             if result:
                 break
             if time.monotonic() > deadline:
