@@ -1,8 +1,9 @@
-"""Run the benchmark suite: ``python -m bench [--quick] [--http | --all]``.
+"""Run the benchmark suite: ``python -m bench [--quick] [--http | --state | --all]``.
 
 The default run is the quick in-process dispatch benchmark (one table of ratios). ``--http``
 runs the HTTP webhook benchmark instead (real servers under ``wrk``: the SDK app, a raw ASGI
-ceiling, FastAPI, Flask and Express; see ``bench/http.py``); ``--all`` runs both.
+ceiling, FastAPI, Flask and Express; see ``bench/http.py``); ``--state`` runs MemoryStore
+against RedisStore at the same offered load (``bench/state.py``); ``--all`` runs them all.
 
 Exit status: 0 when every target is met, 1 when one is missed, 2 when a server or tool the
 HTTP benchmark needs is missing or fails to start.
@@ -16,7 +17,9 @@ import platform
 import sys
 from pathlib import Path
 
-from . import dispatch
+from sipgate_ai_flow.testing.redis import RedisServer
+
+from . import dispatch, state
 from . import http as http_bench
 from ._timing import table
 
@@ -29,6 +32,20 @@ def run_dispatch(quick: bool) -> int:
     return 0 if all(row.ok for row in rows) else 1
 
 
+def run_state(quick: bool) -> int:
+    seconds, rounds = (3.0, 1) if quick else (6.0, 5)
+    with RedisServer() as redis:
+        results = asyncio.run(state.run(redis.url, seconds=seconds, rounds=rounds))
+    print(
+        f"State: {state.DEFAULT_RATE:g} events/s offered for {seconds:g} s x {rounds} rounds "
+        f"(alternating, median p99) over {state.DEFAULT_CONNECTIONS} connections, 200 calls; "
+        "each event does incr + set on its call's state"
+    )
+    text, ok = state.table(results)
+    print(text)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="few short rounds (smoke run)")
@@ -37,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         "--http",
         action="store_true",
         help="run the HTTP webhook benchmark (wrk against real servers) instead of dispatch",
+    )
+    which.add_argument(
+        "--state", action="store_true", help="run MemoryStore vs RedisStore (a real redis-server)"
     )
     which.add_argument("--all", action="store_true", help="run every benchmark")
     http_args = parser.add_argument_group("HTTP benchmark (--http, --all)")
@@ -75,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds and --connections must be at least 1")
 
     status = 0
-    if not args.http:
+    if not (args.http or args.state):
         status = max(status, run_dispatch(args.quick))
+    if args.state or args.all:
+        print()
+        status = max(status, run_state(args.quick))
     if args.http or args.all:
         if args.all:
             print()

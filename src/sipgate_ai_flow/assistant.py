@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -336,8 +336,18 @@ class AiFlowAssistant:
         if not await self.store.route(session_id, payload):
             await self.store.enqueue(session_id, payload)
 
-    async def _dispatch(self, event: BaseEvent, reply: Reply) -> None:
-        """Handle one event under its call's lock, with the call's state loaded."""
+    async def _dispatch(
+        self,
+        event: BaseEvent,
+        reply: Reply,
+        finished: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Handle one event under its call's lock, with the call's state loaded.
+
+        ``finished`` runs once the handler is done and before the state is saved and the lock
+        released: the HTTP transport sends its reply there, so saving costs the caller no
+        time (the call's next event still waits for the lock).
+        """
         session: SessionInfo | None = event.session
         if session is None:
             await self._process(event, reply, None, returning=False)
@@ -369,6 +379,8 @@ class AiFlowAssistant:
         state: SessionState | None = None
         try:
             state = await self._process(event, reply, scope.data, returning=scope.starts > 1)
+            if finished is not None:
+                await finished()
         finally:
             try:
                 if state is None:  # the handler never looked at its state

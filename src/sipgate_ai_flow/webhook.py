@@ -126,8 +126,13 @@ async def serve_webhook(
     deadlines._due[exchange] = deadlines.loop.time() + exchange.budget
     if deadlines._handle is None:
         deadlines.start()
+
+    async def send_reply() -> None:
+        if reply.open:
+            await respond(actions_response(reply.close()))
+
     try:
-        await assistant._dispatch(event, reply)
+        await assistant._dispatch(event, reply, send_reply)
     except HandlerError:
         if reply.open:
             await reply.abandon()  # pending actions wait for the next event
@@ -136,8 +141,7 @@ async def serve_webhook(
         await reply.abandon()
         raise
     else:
-        if reply.open:
-            await respond(actions_response(reply.close()))
+        await send_reply()  # events without a session skip _dispatch's hook
     finally:
         deadlines._due.pop(exchange, None)
         if exchange.early is not None:
