@@ -130,7 +130,7 @@ async def offer_load(
     )
 
 
-DEFAULT_RATE = 400.0
+DEFAULT_RATE = 200.0
 DEFAULT_CONNECTIONS = 50
 
 
