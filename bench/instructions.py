@@ -12,7 +12,6 @@ Run: ``python -m bench.instructions`` (needs valgrind: ``apt-get install valgrin
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import subprocess
@@ -21,23 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ._http_apps import ceiling_app, sdk_app
+from .dispatch import BODY
 
 ROOT = Path(__file__).parents[1]
-BODY = json.dumps(
-    {
-        "type": "user_speak",
-        "text": "Hello, I need help with my invoice",
-        "barged_in": False,
-        "session": {
-            "id": "550e8400-e29b-41d4-a716-446655440000",
-            "account_id": "account-123",
-            "phone_number": "+1234567890",
-            "direction": "inbound",
-            "from_phone_number": "+9876543210",
-            "to_phone_number": "+1234567890",
-        },
-    }
-).encode()
 
 
 def drive(which: str, requests: int) -> None:
