@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._handlers import Handler, normalise
+from ._handlers import Handler, normalise, speak
 from ._sessions import Reply, SessionRegistry
 from .codec import ActionLike, dump_action, parse_event
 from .context import CallContext
@@ -421,9 +421,11 @@ class AiFlowAssistant:
         """Run the event's handler (the caller holds the call's lock); every batch of
         actions goes to ``reply``. Returns the call's state if the handler used it. Raises
         ``HandlerError`` as ``handle_event`` does."""
-        handler, event = self._route(event)
-        if handler is None:
-            return None
+        handler = self._handlers.get(event.type)
+        if handler is None or event.type == "user_barge_in" or getattr(event, "barged_in", False):
+            handler, event = self._route(event)  # barge-ins and unknown events
+            if handler is None:
+                return None
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
         # One-argument handlers never see a context: build it only when it can be used.
@@ -446,7 +448,10 @@ class AiFlowAssistant:
                     result = await handler.fn(event)
                 else:
                     result = await handler(event, ctx)
-                actions = normalise(result, session_id, handler.name)
+                if type(result) is str:
+                    actions = [speak(session_id, result)]
+                else:
+                    actions = normalise(result, session_id, handler.name)
                 count = len(actions)
                 if actions and answers:
                     if reply.open:

@@ -68,7 +68,11 @@ class MemoryStore(SessionStore):
         self._next_sweep = now + self.ttl
 
     async def acquire(self, session_id: str, *, start: bool = False) -> EventScope:
-        entry = self._entry(session_id)
+        entry = self._entries.get(session_id)
+        if entry is None or entry.expires < time.monotonic():
+            entry = self._entry(session_id)
+        else:
+            entry.expires = time.monotonic() + self.ttl
         if entry.busy or entry.waiters:
             await self._wait(entry)
         else:
