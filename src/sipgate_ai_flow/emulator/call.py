@@ -331,13 +331,11 @@ class EmulatedCall:
                 await self._take(exchange, "push")
 
     async def _until_quiet(self) -> None:
+        # Queued speech always has a player: the queue only fills while something plays.
         for _ in range(1000):
-            if self.ended or (self.playing is None and not self._queue):
+            if self.ended or self.playing is None:
                 return
-            if self.playing is not None:
-                await self._advance_to(self.playing.ends)
-            else:  # pragma: no cover - the queue always has a player
-                self._start_next_soon()
+            await self._advance_to(self.playing.ends)
         self._finding(Finding("never_quiet", "the assistant never stopped speaking", None))
 
     # -- events to the app --------------------------------------------------------------------
@@ -493,11 +491,6 @@ class EmulatedCall:
             self._timeout_timer = self._schedule(
                 self.clock.now() + item.timeout, "user_input_timeout", self._fire_timeout
             )
-
-    def _start_next_soon(self) -> None:  # pragma: no cover - defensive
-        if self._queue and self.playing is None:
-            item = self._queue.popleft()
-            self._schedule(self.clock.now(), "start playback", lambda: self._start_playback(item))
 
     def _stop_playback(self) -> None:
         if self.playing is not None and self.playing.timer is not None:

@@ -144,11 +144,6 @@ class OutboundApi:
         finally:
             await call.close()
 
-    async def wait_idle(self) -> None:
-        """Wait until every call placed so far has ended."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
