@@ -12,6 +12,15 @@ from typing import Any
 from ..assistant import AiFlowAssistant
 from ..errors import ConfigurationError
 
+URL_SCHEMES = ("http://", "https://", "ws://", "wss://")
+
+
+def resolve_target(target: str) -> AiFlowAssistant | str:
+    """A URL stays a URL (the app runs elsewhere); anything else is loaded in process."""
+    if target.startswith(URL_SCHEMES):
+        return target
+    return load_assistant(target)
+
 
 def load_assistant(target: str) -> AiFlowAssistant:
     """Import ``target`` and return the ``AiFlowAssistant`` it names.

@@ -62,7 +62,13 @@ class AppTransport:
         raise NotImplementedError
 
     async def pushed(self, timeout: float) -> Exchange:
-        """Actions the app sent on its own, waiting at most ``timeout`` seconds for the first."""
+        """Actions the app sent on its own, waiting at most ``timeout`` seconds for the first.
+
+        Over HTTP (and in process) pushes ride along with the next reply, so nothing arrives
+        here: the wait is a plain sleep, which paces a call on the real clock.
+        """
+        if timeout > 0:
+            await asyncio.sleep(timeout)
         return Exchange()
 
     async def close(self) -> None:
