@@ -19,11 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aiflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo, emulate, serve
+    from . import demo, emulate, scenario, serve
 
     demo.register(commands)
     serve.register(commands)
     emulate.register(commands)
+    scenario.register(commands)
     return parser
 
 

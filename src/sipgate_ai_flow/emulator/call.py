@@ -270,6 +270,14 @@ class EmulatedCall:
         async with self._step():
             await self._until_quiet()
 
+    async def receive(self, timeout: float) -> None:
+        """Wait up to ``timeout`` wall-clock seconds for actions the app pushes on its own
+        (WebSocket only; over HTTP they ride along with the next reply) and execute them.
+        The call's clock does not move."""
+        async with self._step():
+            if self.transport.name == "websocket":
+                await self._take(await self.transport.pushed(timeout), "push")
+
     async def hangup(self) -> None:
         """The caller hangs up: ``session_end``."""
         if not self.ended:
