@@ -19,12 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aiflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo, emulate, scenario, serve
+    from . import demo, emulate, replay, scenario, serve
 
     demo.register(commands)
     serve.register(commands)
     emulate.register(commands)
     scenario.register(commands)
+    replay.register(commands)
     return parser
 
 

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             realtime=args.realtime,
             record=args.record,
             deadline=args.deadline,
+            target_name=args.target,
         )
     )
 
@@ -84,6 +85,7 @@ async def run_all(
     realtime: bool = False,
     record: Path | None = None,
     deadline: float = 5.0,
+    target_name: str | None = None,
 ) -> int:
     """Run every scenario under ``paths``; print a line each and a summary; 0 if all pass."""
     from ..emulator.scenario import (
@@ -105,7 +107,12 @@ async def run_all(
     scenarios = [item for item in loaded if isinstance(item, Scenario)]
     gate = asyncio.Semaphore(jobs)
     async with ScenarioRunner(
-        target, token=token, realtime=realtime, deadline=deadline, record=record
+        target,
+        token=token,
+        realtime=realtime,
+        deadline=deadline,
+        record=record,
+        target_name=target_name,
     ) as runner:
 
         async def one(scenario: Scenario) -> ScenarioResult:

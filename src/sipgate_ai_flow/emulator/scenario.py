@@ -15,7 +15,8 @@ A scenario is a list of steps: the caller's part (``say``, ``press``, ``silence`
 An ``expect`` consumes the app's actions in order: the next action not yet consumed must be of
 that type and have those fields; if there is none yet, the call runs on until the assistant
 has finished speaking (timeouts need a ``silence`` step). A string is a regular expression
-(``re.search``); a mapping matches field by field; anything else must be equal.
+(``re.search``) or literal text; a mapping matches field by field; anything else must be
+equal.
 ``{speak: "regex"}`` matches the text or SSML. ``{event: TYPE}`` looks forward (from the event
 the last matched action answered) for an event the emulator sent; ``{nothing: {}}`` says the
 app has sent nothing since the previous expectation. Every emulator finding fails the
@@ -98,7 +99,7 @@ class Expectation:
     """The action or event type."""
     fields: dict[str, Any] | None = None
     """Field patterns (see ``match``); ``None`` for none."""
-    text: re.Pattern[str] | None = None
+    text: TextPattern | None = None
     """``{speak: "regex"}``: a pattern for the text or SSML."""
 
     def describe(self) -> str:
@@ -347,11 +348,24 @@ def _compile(spec: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _regex(pattern: str, where: str) -> re.Pattern[str]:
+@dataclass(frozen=True)
+class TextPattern:
+    """A string in an expectation: it matches text that contains it, or in which it finds a
+    match as a regular expression (``re.search``). One that is no valid regular expression
+    (``+49211``) is only taken literally."""
+
+    pattern: str
+    regex: re.Pattern[str] | None
+
+    def search(self, text: str) -> bool:
+        return self.pattern in text or (self.regex is not None and bool(self.regex.search(text)))
+
+
+def _regex(pattern: str, where: str) -> TextPattern:
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ScenarioError(f"{where}: bad regular expression {pattern!r}: {exc}") from None
+        return TextPattern(pattern, re.compile(pattern))
+    except re.error:
+        return TextPattern(pattern, None)
 
 
 # -- matching ---------------------------------------------------------------------------------
@@ -360,10 +374,10 @@ def _regex(pattern: str, where: str) -> re.Pattern[str]:
 def match(pattern: Any, actual: Any, path: str = "") -> str | None:
     """Why ``actual`` does not match ``pattern`` (``None`` when it does)."""
     here = path or "value"
-    if isinstance(pattern, re.Pattern):
+    if isinstance(pattern, TextPattern):
         if not isinstance(actual, str):
             return f"{here} is {_dumps(actual)}, expected text matching {pattern.pattern!r}"
-        if pattern.search(actual) is None:
+        if not pattern.search(actual):
             return f"{here} {_dumps(actual)} does not match {pattern.pattern!r}"
         return None
     if isinstance(pattern, dict):
@@ -576,6 +590,8 @@ class ScenarioRunner:
 
     ``target`` is an ``AiFlowAssistant`` or the app's URL. A scenario that names ``http`` or
     ``websocket`` reaches an in-process assistant over a real local socket (``serve_locally``).
+    With ``record`` (a directory) each call is saved as ``<scenario file>.jsonl``, naming
+    ``target_name`` as its target (for ``aiflow replay``).
     """
 
     def __init__(
@@ -586,8 +602,10 @@ class ScenarioRunner:
         realtime: bool = False,
         deadline: float = 5.0,
         record: str | Path | None = None,
+        target_name: str | None = None,
     ) -> None:
         self.target = target
+        self.target_name = target_name or (target if isinstance(target, str) else None)
         self.token = token
         self.realtime = realtime
         self.deadline = deadline
@@ -637,12 +655,10 @@ class ScenarioRunner:
                 await call.close()
             if self.record is not None:
                 self.record.mkdir(parents=True, exist_ok=True)
-                save_transcript(call, self.record / f"{_slug(scenario)}.jsonl", target=self._name)
+                save_transcript(
+                    call, self.record / f"{_slug(scenario)}.jsonl", target=self.target_name
+                )
         return ScenarioResult(scenario, error, call, time.perf_counter() - started)
-
-    @property
-    def _name(self) -> str:
-        return self.target if isinstance(self.target, str) else "in-process assistant"
 
     async def _transport(self, scenario: Scenario) -> AppTransport:
         wanted = scenario.transport
@@ -731,7 +747,7 @@ def _slug(scenario: Scenario) -> str:
 
 
 def _patterns_as_json(value: Any) -> Any:
-    if isinstance(value, re.Pattern):
+    if isinstance(value, TextPattern):
         return value.pattern
     if isinstance(value, dict):
         return {k: _patterns_as_json(v) for k, v in value.items()}
