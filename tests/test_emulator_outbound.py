@@ -17,6 +17,8 @@ import pytest
 from sipgate_ai_flow import AiFlowAssistant, OutboundCallError, SessionStartEvent
 from sipgate_ai_flow.cli.emulate import parse_flows
 from sipgate_ai_flow.emulator.outbound_api import OutboundApi
+from sipgate_ai_flow.emulator.record import read_transcript
+from sipgate_ai_flow.emulator.replay import replay
 
 API_TOKEN = "sipgate-pat"
 
@@ -97,7 +99,7 @@ def test_parse_flows():
         parse_flows(["oops"])
 
 
-def test_aiflow_emulate_command(live_server: Any):
+def test_aiflow_emulate_command(live_server: Any, tmp_path: Path):
     app, starts = recording_app()
     app_server = live_server(app.asgi())
     with socket.socket() as sock:
@@ -108,7 +110,7 @@ def test_aiflow_emulate_command(live_server: Any):
         [
             str(aiflow), "emulate", "--target", f"{app_server.http_url}/webhook",
             "--port", str(port), "--token", "app-secret", "--api-token", API_TOKEN,
-            "--virtual", "--hangup-after", "3",
+            "--virtual", "--hangup-after", "3", "--record", str(tmp_path),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -140,6 +142,17 @@ def test_aiflow_emulate_command(live_server: Any):
         assert calls[0]["session"]["direction"] == "outbound"
         assert calls[0]["spoken"] == ["Hello, this is your appointment reminder."]
         assert [s.session.direction for s in starts] == ["outbound"]
+        recorded = tmp_path / f"{calls[0]['session_id']}.jsonl"
+        for _ in range(200):
+            if recorded.exists():
+                break
+            time.sleep(0.05)
+        header, entries = read_transcript(recorded)
+        assert header["target"] == f"{app_server.http_url}/webhook"
+        assert header["session"]["direction"] == "outbound"
+        assert entries[-1]["data"]["type"] == "session_end"
+        replayed = asyncio.run(replay((header, entries), app, same_session=False))
+        assert replayed.same, [str(d) for d in replayed.differences]
     finally:
         process.terminate()
         output = process.communicate(timeout=20)[0]

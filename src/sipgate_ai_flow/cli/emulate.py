@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -38,6 +39,13 @@ def register(commands: Any) -> None:
         help="seconds the callee stays on the line (default 30)",
     )
     parser.add_argument("--virtual", action="store_true", help="run calls on a virtual clock")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save each call as DIR/<session id>.jsonl (for aiflow replay)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         app_token=args.token,
         realtime=not args.virtual,
         hangup_after=args.hangup_after,
+        record=args.record,
     )
     base = f"http://{args.host}:{args.port}"
     print(f"Fake sipgate API for outbound calls to {args.target}")

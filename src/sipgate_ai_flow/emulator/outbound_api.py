@@ -20,9 +20,11 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from .call import CallConfig, EmulatedCall, RealClock, VirtualClock
+from .record import save_transcript
 from .transports import transport_for
 
 __all__ = ["OutboundApi"]
@@ -46,6 +48,8 @@ class OutboundApi:
         realtime: pace the calls in wall-clock time (default) or run them on a virtual clock.
         hangup_after: the callee stays on the line this long (seconds) unless the app ends the
             call first; meanwhile they listen and stay silent.
+        record: a directory; each call is saved there as ``<session id>.jsonl`` when it ends
+            (a transcript for ``aiflow replay``).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class OutboundApi:
         transport: str | None = None,
         realtime: bool = True,
         hangup_after: float = 30.0,
+        record: str | Path | None = None,
     ) -> None:
         self.target = target
         self._api_token = api_token
@@ -66,6 +71,7 @@ class OutboundApi:
         self._transport = transport
         self.realtime = realtime
         self.hangup_after = hangup_after
+        self.record = Path(record) if record is not None else None
         self.calls: list[EmulatedCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -143,6 +149,10 @@ class OutboundApi:
             logger.exception("outbound call %s failed", call.session_id)
         finally:
             await call.close()
+            if self.record is not None:
+                self.record.mkdir(parents=True, exist_ok=True)
+                target = self.target if isinstance(self.target, str) else None
+                save_transcript(call, self.record / f"{call.session_id}.jsonl", target=target)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
