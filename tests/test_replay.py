@@ -165,3 +165,21 @@ def test_bad_files_and_targets_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "names no target" in capsys.readouterr().err
     assert main(["replay", str(anonymous), "--target", "nope_module_xyz"]) == 2
     assert "cannot import" in capsys.readouterr().err
+
+
+def test_simulate_call_records(tmp_path: Path) -> None:
+    path = tmp_path / "driver.jsonl"
+
+    async def go() -> None:
+        async with simulate_call(demo, record=path) as call:
+            await call.press("1")
+
+    asyncio.run(go())
+    header, entries = read_transcript(path)
+    assert header["transport"] == "inprocess"
+    assert [e["data"]["type"] for e in entries if e["kind"] == "action"] == [
+        "speak",
+        "speak",
+        "transfer",
+    ]
+    assert asyncio.run(replay(path, demo)).same

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from ..emulator.call import CallConfig, EmulatedCall, RealClock, VirtualClock
+from ..emulator.record import save_transcript
 from ..emulator.transports import transport_for
 
 __all__ = ["CallDriver", "simulate_call"]
@@ -28,6 +30,7 @@ async def simulate_call(
     realtime: bool = False,
     deadline: float = 5.0,
     config: CallConfig | None = None,
+    record: str | Path | None = None,
     **options: Any,
 ) -> AsyncIterator[CallDriver]:
     """Start a call to ``target`` and hang up (if still connected) when the block ends.
@@ -42,6 +45,8 @@ async def simulate_call(
         deadline: seconds after which a reply counts as too slow (a finding).
         config: a full ``CallConfig``; ``options`` set its fields one by one
             (``transfer_outcome="failed"``, ``speaking_rate=12``, ...).
+        record: save the call as a JSON Lines transcript at this path when the block ends
+            (for ``aiflow replay``).
     """
     if config is None:
         config = CallConfig(
@@ -62,4 +67,8 @@ async def simulate_call(
         await call.start()
         yield call
     finally:
-        await call.close()
+        try:
+            await call.close()
+        finally:
+            if record is not None:
+                save_transcript(call, record, target=target if isinstance(target, str) else None)
