@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install  ## run the bundled demo assistant through a scripted call
+demo: install  ## serve the bundled demo assistant on localhost and call it from the terminal
 	$(BIN)/aiflow demo
 
 lint: install

@@ -292,6 +292,13 @@ class EmulatedCall:
         finally:
             await self.transport.close()
 
+    @property
+    def timeout_due(self) -> float | None:
+        """When (call clock) ``user_input_timeout`` fires if the caller stays silent; ``None``
+        when no timeout is armed."""
+        timer = self._timeout_timer
+        return None if timer is None or timer.cancelled else timer.at
+
     def last_event(self, event_type: str) -> dict[str, Any] | None:
         """The last event of ``event_type`` sent to the app (``None`` if there was none)."""
         return next((e for e in reversed(self.events) if e["type"] == event_type), None)

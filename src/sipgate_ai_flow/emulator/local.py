@@ -70,8 +70,12 @@ async def serve_locally(
     from ..asgi import create_app  # noqa: PLC0415 - keeps the emulator import light
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(assistant),
