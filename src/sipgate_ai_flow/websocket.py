@@ -57,6 +57,7 @@ class _Connection:
         self._send_lock = asyncio.Lock()
         self._queues: dict[str | None, deque[BaseEvent]] = {}
         self._workers: dict[str | None, asyncio.Task[None]] = {}
+        self._idle: dict[str | None, asyncio.Future[None]] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self._sessions: dict[str, Session] = {}
         self._ending: set[str | None] = set()
@@ -87,17 +88,30 @@ class _Connection:
             self._ending.add(key)
         queue = self._queues.setdefault(key, deque())
         queue.append(event)
-        if key not in self._workers:
+        waiter = self._idle.pop(key, None)
+        if waiter is not None:
+            waiter.set_result(None)
+        elif key not in self._workers:
             self._workers[key] = asyncio.get_running_loop().create_task(self._drain(key))
 
     async def _drain(self, key: str | None) -> None:
+        # One long-lived worker per call, parked on a future between events: waking it is
+        # cheaper than a new task per event, and the call's events stay in order.
         queue = self._queues[key]
+        loop = asyncio.get_running_loop()
         try:
-            while queue:
-                await self._handle(queue.popleft())
+            while True:
+                while queue:
+                    event = queue.popleft()
+                    await self._handle(event)
+                    if event.type == "session_end" and not queue:
+                        return
+                waiter = self._idle[key] = loop.create_future()
+                await waiter
         finally:
             # No await between the last check and here: accept() sees a consistent state.
             del self._workers[key]
+            self._idle.pop(key, None)
             if not queue:
                 del self._queues[key]
 
