@@ -19,13 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aiflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import call, demo, emulate, replay, scenario, serve
+    from . import call, demo, emulate, load, replay, scenario, serve
 
     demo.register(commands)
     serve.register(commands)
     call.register(commands)
     emulate.register(commands)
     scenario.register(commands)
+    load.register(commands)
     replay.register(commands)
     return parser
 
