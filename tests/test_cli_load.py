@@ -217,6 +217,22 @@ async def test_http_webhook_over_a_real_socket(echo: AiFlowAssistant, live_serve
         assert 1 <= report.http_connections <= 10
 
 
+async def test_the_token_reaches_a_secured_app(live_server: Any):
+    secured = AiFlowAssistant(webhook_token="s3cret")
+
+    @secured.on_session_start
+    async def greet(event: Any) -> str:
+        return "Secure line."
+
+    url = f"{live_server(create_app(secured)).http_url}/webhook"
+    allowed = await run_load(url, scenario=GREET, calls=2, token="s3cret", call_options=FAST)
+    assert (allowed.calls_completed, allowed.calls_failed) == (2, 0)
+    refused = await run_load(url, scenario=GREET, calls=2, call_options=FAST)
+    assert refused.calls_failed == 2
+    assert refused.events["session_start"].errors == 2
+    assert refused.finding_codes["http_status"] >= 2
+
+
 async def test_websocket_over_a_real_socket(echo: AiFlowAssistant, live_server: Any):
     server = live_server(create_app(echo))
     report = await run_load(

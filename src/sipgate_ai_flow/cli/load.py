@@ -30,6 +30,8 @@ GC_THRESHOLD = 10_000
 """Allocations between two young-generation collections (CPython's default is 700)."""
 MACHINE_BUSY_PERCENT = 85.0
 """Above this share of the machine in use, a lagging generator was waiting for a CPU."""
+STOLEN_PERCENT = 5.0
+"""Above this share of CPU time stolen by the hypervisor, the same."""
 
 
 def register(commands: Any) -> None:
@@ -196,12 +198,11 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _tune_gc() -> None:
-    """Fewer garbage collections: with thousands of calls alive, CPython's defaults ran a
-    full collection every few seconds at 2,000 calls, each stopping the loop for 100-250 ms,
-    and a middle-generation one every second (20-120 ms). With a larger first generation the
-    objects of one event die before a collection sees them; the older generations are
-    collected every minute or so instead (finished calls are emptied by the engine, so
-    their memory does not wait for the collector)."""
+    """Fewer garbage collections. At 2,000 calls CPython's defaults ran a full collection
+    every 8 s or so, each stopping the loop for 100-250 ms, and a middle-generation one more
+    than once a second (up to 35 ms). With a larger first generation the objects of one event
+    die before a collection sees them, and the older generations are collected about once a
+    minute (the engine empties finished calls, so their memory does not wait for that)."""
     gc.freeze()  # what is loaded by now lives as long as the process: never scan it again
     gc.set_threshold(GC_THRESHOLD, 100, 10)
 
@@ -413,6 +414,12 @@ def _print_report(report: LoadReport, p99_max: float | None) -> None:
         + (f", {generator['max_rss_mb']:g} MiB peak memory" if generator["max_rss_mb"] else ""),
         highlight=False,
     )
+    if generator["gc_collections"]:
+        console.print(
+            f"garbage collection: {generator['gc_collections']} runs, "
+            f"{generator['gc_total_ms']:,.0f} ms in all, longest {_ms(generator['gc_max_ms'])}",
+            highlight=False,
+        )
     machine = data["machine"]
     if machine["busy_percent"] is not None:
         console.print(
@@ -436,8 +443,16 @@ def _print_report(report: LoadReport, p99_max: float | None) -> None:
                 f"it used only {generator['cpu_percent']:g}% of a core but the machine was "
                 f"{machine['busy_percent']:g}% busy: it waited for a CPU"
             )
+        elif (machine["stolen_percent"] or 0) >= STOLEN_PERCENT:
+            cause = (
+                f"the host gave {machine['stolen_percent']:g}% of this machine's CPU time to "
+                "others: it waited for a CPU"
+            )
         else:
-            cause = f"it used only {generator['cpu_percent']:g}% of a core: it waited for a CPU"
+            cause = (
+                "it was busy in bursts (many calls waking at once, garbage collection): "
+                "fewer calls per process give exact percentiles"
+            )
         console.print(
             f"[yellow]warning:[/] the generator's own event loop lagged (p99 "
             f"{_ms(generator['loop_lag_p99_ms'])}), so the latencies include its delay; "

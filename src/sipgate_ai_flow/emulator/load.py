@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -106,6 +107,25 @@ def _cpu_times() -> tuple[int, int, int] | None:
         return None
     # user nice system idle iowait irq softirq steal [guest guest_nice: counted in user]
     return sum(fields[:8]), fields[3] + fields[4], fields[7]
+
+
+@contextlib.contextmanager
+def _timing_gc(pauses: list[float]) -> Iterator[None]:
+    """Note how long each garbage collection takes while the block runs: a collection stops
+    the event loop, and its pauses show up as loop lag."""
+    started = [0.0]
+
+    def note(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(note)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(note)
 
 
 def _max_rss_mb() -> float | None:
@@ -266,6 +286,8 @@ class LoadReport:
     event_loop: str = "asyncio"
     http_connections: int | None = None
     """Connections the HTTP client opened (lean client only)."""
+    gc_pauses: list[float] = field(default_factory=list)
+    """How long each garbage collection stopped the generator, seconds."""
     max_rss_mb: float | None = None
     """The generator process's peak memory (resident set), MiB (Unix only)."""
     machine_busy: float | None = None
@@ -336,6 +358,9 @@ class LoadReport:
                 "saturated": self.saturated,
                 "http_connections": self.http_connections,
                 "max_rss_mb": self.max_rss_mb,
+                "gc_collections": len(self.gc_pauses),
+                "gc_total_ms": round(sum(self.gc_pauses) * 1000, 1),
+                "gc_max_ms": _ms(max(self.gc_pauses)) if self.gc_pauses else None,
             },
             "machine": {
                 "cpus": os.cpu_count(),
@@ -572,6 +597,7 @@ class LoadTest:
         machine = _cpu_times()
         self.live.began = began = time.perf_counter()
         async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(_timing_gc(report.gc_pauses))
             await self._prepare(stack)
             watcher = loop.create_task(self._watch())
             self._spawner = spawner = loop.create_task(self._spawn())
