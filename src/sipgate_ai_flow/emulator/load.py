@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .call import CallConfig, EmulatedCall, RealClock
 from .scenario import Scenario, parse_scenario, play
 from .transports import AppTransport, Exchange, InProcessTransport, WebSocketAppTransport
-from .validate import decode_frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -378,7 +377,7 @@ class _Metered(AppTransport):
     """Wraps a call's transport: counts events live and keeps the reply latencies.
 
     Over HTTP and in process every event has a reply, timed by the transport. Over a
-    WebSocket ``_TimedWebSocket`` reports its own samples through ``sample``.
+    WebSocket transport reports its own samples (``on_reply``) through ``sample``.
     """
 
     def __init__(self, inner: AppTransport, live: LiveStats) -> None:
@@ -416,44 +415,6 @@ class _Metered(AppTransport):
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-class _TimedWebSocket(WebSocketAppTransport):
-    """Over a WebSocket nothing pairs an action with an event: an event's reply latency is the
-    time to the first frame that arrives after it and before the next event, whether within
-    the settle window or later while the call waits. Events the app leaves unanswered have
-    no latency."""
-
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(url, **options)
-        self.on_sample: Callable[[str, float], None] | None = None
-        self._pending: tuple[str, float] | None = None
-
-    async def send(self, event: dict[str, Any]) -> Exchange:
-        self._pending = (event["type"], time.perf_counter())
-        return await super().send(event)
-
-    async def _collect(self, first_wait: float) -> Exchange:
-        # WebSocketAppTransport._collect, noting when the first frame after an event arrives.
-        exchange = Exchange()
-        wait = first_wait
-        while True:
-            try:
-                frame = await asyncio.wait_for(self._frames.get(), max(wait, 0))
-            except asyncio.TimeoutError:
-                return exchange
-            if frame is None:
-                self._frames.put_nowait(None)
-                return exchange
-            if self._pending is not None:
-                event_type, sent = self._pending
-                self._pending = None
-                if self.on_sample is not None:
-                    self.on_sample(event_type, time.perf_counter() - sent)
-            items, findings = decode_frame(frame)
-            exchange.items.extend(items)
-            exchange.findings.extend(findings)
-            wait = self.settle
 
 
 # -- the test ---------------------------------------------------------------------------------
@@ -685,11 +646,11 @@ class LoadTest:
                     self._url, token=self.token, deadline=self.deadline, client=self._httpx
                 )
             return metered(inner)
-        socket = _TimedWebSocket(
+        socket = WebSocketAppTransport(
             self._url, token=self.token, deadline=self.deadline, settle=self.ws_settle
         )
         meter = metered(socket)
-        socket.on_sample = meter.sample  # the WebSocket times its replies itself
+        socket.on_reply = meter.sample  # the WebSocket times its replies itself
         return meter
 
     async def _spawn(self) -> None:
@@ -825,8 +786,8 @@ def _release(call: EmulatedCall, meter: _Metered) -> None:
     call._queue.clear()
     call.playing = None
     meter.samples.clear()
-    if isinstance(meter.inner, _TimedWebSocket):
-        meter.inner.on_sample = None
+    if isinstance(meter.inner, WebSocketAppTransport):
+        meter.inner.on_reply = None
 
 
 async def run_load(target: AiFlowAssistant | str, **options: Any) -> LoadReport:

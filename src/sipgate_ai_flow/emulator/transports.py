@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,10 @@ class WebSocketAppTransport(AppTransport):
         self._frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.closed_by_app = False
+        self.on_reply: Callable[[str, float], None] | None = None
+        """Called with an event's type and the seconds until the first frame after it (over
+        a WebSocket nothing pairs a frame with an event; ``aiflow load`` times replies so)."""
+        self._pending: tuple[str, float] | None = None
 
     async def open(self, session_id: str) -> None:
         import websockets  # noqa: PLC0415 - the [emulator] extra
@@ -185,6 +190,7 @@ class WebSocketAppTransport(AppTransport):
             return Exchange(
                 findings=[Finding("connection_closed", "the WebSocket is closed", None)]
             )
+        self._pending = (event["type"], started)
         try:
             await self._ws.send(json.dumps(event))
         except Exception as exc:
@@ -207,6 +213,11 @@ class WebSocketAppTransport(AppTransport):
             if frame is None:
                 self._frames.put_nowait(None)  # stays closed for later reads
                 return exchange
+            if self._pending is not None:
+                event_type, sent = self._pending
+                self._pending = None
+                if self.on_reply is not None:
+                    self.on_reply(event_type, time.perf_counter() - sent)
             items, findings = decode_frame(frame)
             exchange.items.extend(items)
             exchange.findings.extend(findings)
