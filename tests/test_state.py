@@ -151,3 +151,34 @@ async def test_redis_lost_mid_call_gets_the_error_reply_and_recovers(
         if not redis_server.running:
             redis_server.start()
         await store.close()
+
+
+async def test_redis_connection_lost_between_lock_and_save_is_logged_and_the_call_goes_on(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+):
+    store = RedisStore.from_url(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}", lock_timeout=0.3)
+    assistant = AiFlowAssistant(store=store)
+
+    @assistant.on_user_speak
+    async def count(e: UserSpeakEvent, ctx: CallContext) -> str:
+        n = await ctx.state.incr("n")
+        if e.text == "cut":  # the connection dies while the handler runs
+            assert store._wire is not None
+            assert store._wire._transport is not None
+            store._wire._transport.abort()
+        return f"n={n}"
+
+    call = str(uuid.uuid4())
+    try:
+        await assistant.startup()
+        assert texts(await assistant.handle_event(event("user_speak", call, text="a"))) == ["n=1"]
+        with caplog.at_level(logging.ERROR, logger="sipgate_ai_flow"):
+            # The reply still goes out; saving is not retried (had it run, another worker
+            # may hold newer state by now), so the lock is left to expire.
+            reply = await assistant.handle_event(event("user_speak", call, text="cut"))
+        assert texts(reply) == ["n=2"]
+        assert f"state of session {call} not saved" in caplog.text
+        reply = await assistant.handle_event(event("user_speak", call, text="b"))
+        assert texts(reply) == ["n=2"]  # a fresh connection, once the lock expired
+    finally:
+        await assistant.aclose()

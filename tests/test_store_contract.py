@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio
+from redis.credentials import UsernamePasswordCredentialProvider
 
 from sipgate_ai_flow import StoreError
 from sipgate_ai_flow.state import MemoryStore, SessionState, SessionStore, store_from_url
 from sipgate_ai_flow.state.redis import RedisStore, redact
+from sipgate_ai_flow.testing.redis import RedisServer
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-pool"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     made: SessionStore
     if request.param == "memory":
@@ -23,6 +26,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     else:
         url = request.getfixturevalue("redis_url")
         made = RedisStore.from_url(url, prefix=f"t{uuid.uuid4().hex[:8]}", ttl=60)
+        if request.param == "redis-pool":  # a client the wire cannot copy (e.g. Sentinel)
+            made._spec = None
     await made.connect()
     yield made
     await made.close()
@@ -172,9 +177,7 @@ async def test_redis_lock_of_a_crashed_worker_expires(redis_url: str):
     healthy = RedisStore.from_url(redis_url, prefix=prefix, lock_timeout=0.3)
     call = sid()
     scope = await crashed.acquire(call)
-    for handles in crashed._timers.values():  # the worker dies: no renewal, no release
-        handles[0].cancel()
-    await crashed.close()
+    await crashed.close()  # the worker dies: no renewal, no release
     taken = await asyncio.wait_for(healthy.acquire(call), 5)
     await healthy.release(taken)
     assert scope.token != taken.token
@@ -238,3 +241,157 @@ async def test_a_cancelled_waiter_never_keeps_the_lock(store: SessionStore):
         await store.release(leftover)  # it won the race after all
     final = await asyncio.wait_for(store.acquire(call), 5)
     await store.release(final)
+
+
+# -- RedisStore's own connection for the per-event scripts ------------------------------------
+
+
+def redis_store(url: str, **options: Any) -> RedisStore:
+    return RedisStore.from_url(url, prefix=f"t{uuid.uuid4().hex[:8]}", ttl=60, **options)
+
+
+async def test_redis_scripts_are_sent_again_after_script_flush(redis_url: str):
+    store, admin = redis_store(redis_url), redis.asyncio.Redis.from_url(redis_url)
+    call = sid()
+    await store.release(await store.acquire(call, start=True), changes={"n": 1})
+    await admin.script_flush()  # as a restarted Redis would: EVALSHA answers NOSCRIPT
+    scope = await store.acquire(call)
+    assert scope.data == {"n": 1}
+    await admin.script_flush()
+    await store.release(scope, changes={"n": 2})
+    assert await store.load(call) == {"n": 2}
+    await store.close()
+    await admin.aclose()
+
+
+async def test_redis_reconnects_when_its_connection_dies(redis_url: str):
+    store, admin = redis_store(redis_url), redis.asyncio.Redis.from_url(redis_url)
+    call = sid()
+    await store.release(await store.acquire(call), changes={"n": 1})
+    killed = store._wire
+    await admin.client_kill_filter(_type="normal", skipme=True)  # a restart, an idle timeout
+    scope = await asyncio.wait_for(store.acquire(call), 5)
+    assert scope.data == {"n": 1}
+    assert store._wire is not killed
+    await store.release(scope)
+    # Dead but not yet noticed when the command goes out: sent again on a fresh connection.
+    assert store._wire is not None
+    assert store._wire._transport is not None
+    store._wire._transport.abort()
+    scope = await store.acquire(call)  # at once: the loop has not reported the loss yet
+    await store.release(scope, changes={"n": 2})
+    assert await store.load(call) == {"n": 2}
+    await store.close()
+    await admin.aclose()
+
+
+async def test_redis_acquire_cancelled_in_flight_gives_lock_and_outbox_back(redis_url: str):
+    store = redis_store(redis_url, lock_timeout=30)  # only the give-back can free it in time
+    call = sid()
+    await store.connect()
+    await store.release(await store.acquire(call, start=True))
+    actions = [{"type": "speak", "session_id": call, "text": "pushed"}]
+    await store.enqueue(call, actions)
+    task = asyncio.create_task(store.acquire(call, start=True))
+    await asyncio.sleep(0)  # the script is on its way: the lock will be taken
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    scope = await asyncio.wait_for(store.acquire(call, start=True), 2)
+    assert (scope.outbox, scope.starts) == (actions, 2)  # nothing lost, the start not counted
+    await store.release(scope)
+    # Cancelled just after the reply arrived, before the task saw it: the same.
+    await store.enqueue(call, actions)
+    wire = store._wire
+    assert wire is not None
+    received = wire.data_received
+
+    def then_cancel(data: bytes) -> None:
+        received(data)
+        task.cancel()
+
+    wire.data_received = then_cancel  # type: ignore[method-assign]
+    task = asyncio.create_task(store.acquire(call))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    wire.data_received = received  # type: ignore[method-assign]
+    scope = await asyncio.wait_for(store.acquire(call), 2)
+    assert scope.outbox == actions
+    await store.release(scope)
+    await store.close()
+
+
+async def test_redis_without_a_reply_is_a_timeout_not_a_hang():
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)  # reads the command, never answers
+        await done.wait()
+        writer.close()  # the server's close() leaves accepted connections open
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StoreError, match=r"no reply from Redis within 0\.3 s"):
+        await store.connect()
+    assert asyncio.get_running_loop().time() - started < 2
+    await store.close()
+    done.set()
+    server.close()
+    await server.wait_closed()
+
+
+def test_redis_store_under_uvloop(redis_url: str):
+    uvloop = pytest.importorskip("uvloop")  # what `aiflow serve` runs on
+
+    async def main() -> None:
+        store = redis_store(redis_url, lock_timeout=0.3)
+        call = sid()
+        scope = await store.acquire(call, start=True)
+        await asyncio.sleep(0.5)  # renewed meanwhile, else another worker could take it
+        other = redis_store(redis_url, lock_timeout=0.3, lock_wait=0.1)
+        other.prefix = store.prefix
+        with pytest.raises(StoreError, match="stayed locked"):
+            await other.acquire(call)
+        await store.release(scope, changes={"n": 1})
+        assert await store.load(call) == {"n": 1}
+        await store.close()
+        await other.close()
+
+    uvloop.run(main())
+
+
+async def test_redis_wire_authenticates_and_selects_the_db_without_logging_the_password(
+    caplog: pytest.LogCaptureFixture,
+):
+    with RedisServer() as server:
+        admin = redis.asyncio.Redis(port=server.port)
+        await admin.config_set("requirepass", "hunter2")
+        base = f"redis://:hunter2@127.0.0.1:{server.port}"
+        store = redis_store(f"{base}/3")
+        call = sid()
+        await store.release(await store.acquire(call), changes={"n": 1})
+        assert await store.load(call) == {"n": 1}
+        in_db3 = redis.asyncio.Redis.from_url(f"{base}/3")
+        assert await in_db3.exists(f"{store.prefix}:{{{call}}}:state")
+        provided = redis_store(  # credentials from a provider (e.g. rotating tokens)
+            f"redis://127.0.0.1:{server.port}/3",
+            credential_provider=UsernamePasswordCredentialProvider(password="hunter2"),
+        )
+        provided.prefix = store.prefix
+        scope = await provided.acquire(call)
+        assert scope.data == {"n": 1}
+        await provided.release(scope)
+        wrong = redis_store(f"redis://:wrong-one@127.0.0.1:{server.port}/0")
+        with pytest.raises(StoreError) as info:
+            await wrong.acquire(call)
+        assert "wrong-one" not in str(info.value)
+        assert "redis://:***@127.0.0.1" in str(info.value)
+        for made in (store, provided, wrong):
+            await made.close()
+        await in_db3.aclose()
+        await admin.aclose()
+    assert "hunter2" not in caplog.text
+    assert "wrong-one" not in caplog.text

@@ -5,6 +5,12 @@ state, another writes the event's state changes and releases the lock. The lock 
 itself (``lock_timeout``, renewed while a handler runs), so a crashed worker never blocks a
 call for long. Pushes for a call whose WebSocket another worker holds travel over pub/sub.
 
+The per-event scripts travel over one pipelined connection per store (``_Wire``): the
+commands of one event-loop iteration go out in one write, and replies, parsed by hiredis,
+resolve the waiting futures in order. A redis-py pool round trip costs several times the
+Redis work itself on a slow interpreter. The rest (state outside events, outboxes, routing,
+pub/sub) uses the redis-py client.
+
 Keys (``{sid}`` keeps one call's keys in one cluster slot)::
 
     <prefix>:{<sid>}:state    hash of JSON values       <prefix>:{<sid>}:lock    lock token
@@ -16,26 +22,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import os
+import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.connection import (
+    AbstractConnection,
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import StoreError
 from .base import Deliver, EventScope, SessionStore
+
+try:  # part of the [redis] extra; without it every command goes through redis-py
+    import hiredis
+except ImportError:  # pragma: no cover - the extra installs it
+    hiredis = None  # type: ignore[assignment]
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("sipgate_ai_flow.state")
 
-_ACQUIRE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+
+class _Script:
+    """A Lua script, called by SHA (``EVALSHA``) and sent whole only after ``NOSCRIPT``."""
+
+    __slots__ = ("body", "sha")
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.sha = hashlib.sha1(body.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+
+_ACQUIRE = _Script("""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+  -- ours already: a retry after the connection died with the first reply unread
+  return {{}, redis.call('HGETALL', KEYS[3]), tonumber(redis.call('GET', KEYS[4]) or '0')}
+end
 local outbox = redis.call('LRANGE', KEYS[2], 0, -1)
 if #outbox > 0 then redis.call('DEL', KEYS[2]) end
 local starts
@@ -46,9 +87,9 @@ else
   starts = tonumber(redis.call('GET', KEYS[4]) or '0')
 end
 return {outbox, redis.call('HGETALL', KEYS[3]), starts}
-"""
+""")
 
-_RELEASE = """
+_RELEASE = _Script("""
 local ttl = ARGV[2]
 if ARGV[3] == '1' then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
@@ -64,17 +105,30 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
-"""
+""")
 
-_RENEW = """
+# Undo an acquire whose caller was cancelled before it saw the reply: unlock, put the taken
+# outbox back in front (ARGV[4..] newest first, as LPUSH wants) and uncount the start.
+_GIVE_BACK = _Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' then redis.call('DECR', KEYS[3]) end
+if #ARGV >= 4 then
+  redis.call('LPUSH', KEYS[2], unpack(ARGV, 4, #ARGV))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+""")
+
+_RENEW = _Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-"""
+""")
 
-_UNCLAIM = """
+_UNCLAIM = _Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
 
 
 def _cancel_requested() -> bool:
@@ -83,8 +137,19 @@ def _cancel_requested() -> bool:
     return bool(cancelling()) if cancelling is not None else False
 
 
+# json.loads / json.dumps without their per-call argument handling (and json.loads's
+# encoding sniffing of bytes): a third of the client's time per event on a slow build.
+_loads = json.JSONDecoder().decode
+_dumps = json.JSONEncoder().encode
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _pack(args: Sequence[str | bytes | int]) -> bytes:
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub: 1-tuple
+    return packed
 
 
 def redact(url: str) -> str:
@@ -97,6 +162,151 @@ def redact(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+_Orphan = Callable[["_Wire", Any], None]
+"""Takes the reply to a command whose caller was cancelled before it arrived."""
+
+
+class _Wire(asyncio.Protocol):
+    """One pipelined connection to Redis: each command is written at once, without waiting
+    for earlier replies, and each reply resolves the oldest waiting future (Redis answers a
+    connection's commands in order). Speaks RESP2; errors are ``RedisError``s."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.closed = False
+        self._reader = hiredis.Reader(replyError=ResponseError)
+        # Per command sent: its caller's future (None: nobody waits, see ``forget``) and
+        # who takes the reply should the caller be cancelled before it arrives.
+        self._waiting: deque[tuple[asyncio.Future[Any] | None, _Orphan | None]] = deque()
+        self._transport: asyncio.WriteTransport | None = None
+        # Timeouts: one watchdog per connection, not a timer per command (a timer costs
+        # more than the rest of the client's work). Replies come in order, so the oldest
+        # command waiting longer than ``timeout`` without any reply arriving means a stall.
+        self._progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        # Commands of one loop iteration go out in one write (one syscall here, one read
+        # and one reply write in Redis) once the iteration's other callbacks have run.
+        self._outgoing: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's, hence the cast
+        self._transport = cast(asyncio.WriteTransport, transport)
+        self._watchdog = self.loop.call_later(self.timeout / 4, self._watch)
+
+    def _watch(self) -> None:
+        if self._waiting and time.monotonic() - self._progress > self.timeout:
+            self.abort(RedisTimeoutError(f"no reply from Redis within {self.timeout:g} s"))
+        elif not self.closed:
+            self._watchdog = self.loop.call_later(self.timeout / 4, self._watch)
+
+    def data_received(self, data: bytes) -> None:
+        self._progress = time.monotonic()
+        self._reader.feed(data)
+        waiting = self._waiting
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                self.abort(RedisConnectionError(f"unreadable reply from Redis: {exc}"))
+                return
+            if reply is False:  # the rest has not arrived yet
+                return
+            if not waiting:
+                self.abort(RedisConnectionError("a reply from Redis nobody asked for"))
+                return
+            future, orphan = waiting.popleft()
+            if future is None:
+                continue
+            if not future.done():
+                future.set_result(reply)
+            elif orphan is not None:  # the caller was cancelled
+                orphan(self, reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f"connection to Redis lost: {exc}" if exc else "connection to Redis closed"
+        self._fail(RedisConnectionError(reason))
+
+    def _fail(self, error: RedisError) -> None:
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        waiting, self._waiting = self._waiting, deque()
+        for future, _ in waiting:
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+    def abort(self, error: RedisError) -> None:
+        """Drop the connection: its replies can no longer be matched to their commands."""
+        self._fail(error)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        if self._outgoing:
+            self._flush()
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._transport is not None:
+            self._transport.close()
+
+    def _write(self, packed: bytes) -> None:
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(packed)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(outgoing))
+
+    def forget(self, packed: bytes) -> None:
+        """Send a command whose reply nobody needs."""
+        if not self.closed and self._transport is not None:
+            if not self._waiting:
+                self._progress = time.monotonic()
+            self._waiting.append((None, None))
+            self._write(packed)
+
+    async def call(self, packed: bytes, orphan: _Orphan | None = None) -> Any:
+        """Send one packed command and wait for its reply; a cancelled caller's reply goes to
+        ``orphan``, if given."""
+        if self.closed or self._transport is None:
+            raise RedisConnectionError("connection to Redis closed")
+        future = self.loop.create_future()
+        if not self._waiting:
+            self._progress = time.monotonic()
+        self._waiting.append((future, orphan))
+        self._write(packed)
+        try:
+            reply = await future
+        except asyncio.CancelledError:
+            # Cancelled after the reply came: hand it over here (else data_received does).
+            if orphan is not None and not future.cancelled() and future.exception() is None:
+                orphan(self, future.result())
+            raise
+        if isinstance(reply, ResponseError):
+            if str(reply).startswith("NOSCRIPT"):
+                raise NoScriptError(*reply.args)
+            raise reply
+        return reply
+
+
+def _direct_spec(client: aioredis.Redis) -> AbstractConnection | None:
+    """An unconnected redis-py connection holding ``client``'s settings (address, TLS,
+    credentials, db, timeouts), when a ``_Wire`` can reproduce them; else ``None``."""
+    pool = client.connection_pool
+    if hiredis is None or type(pool) not in (ConnectionPool, BlockingConnectionPool):
+        return None  # e.g. Sentinel: the address is only known when connecting
+    if pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
+        return None
+    spec: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+    return spec
 
 
 class RedisStore(SessionStore):
@@ -125,12 +335,15 @@ class RedisStore(SessionStore):
         self.lock_timeout = lock_timeout
         self.lock_wait = lock_wait
         self.worker_id = uuid.uuid4().hex
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
-        self._unclaim = client.register_script(_UNCLAIM)
+        self._spec = _direct_spec(client)
+        self._wire: _Wire | None = None
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._claims: dict[str, Deliver] = {}
-        self._timers: dict[str, list[asyncio.TimerHandle]] = {}
+        # Locks held by events running here (token: lock key), renewed together by one
+        # timer while there are any: cheaper than a timer per event.
+        self._held: dict[str, str] = {}
+        self._ticker: asyncio.TimerHandle | None = None
+        self._ticker_loop: asyncio.AbstractEventLoop | None = None
         self._renewals: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._pubsub: Any = None
@@ -150,14 +363,15 @@ class RedisStore(SessionStore):
     def __repr__(self) -> str:
         return f"RedisStore(url={self.url!r}, prefix={self.prefix!r}, ttl={self.ttl:g})"
 
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"Redis at {self.url} failed while {what}: {type(exc).__name__}: {exc}")
+
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
         except (RedisError, OSError) as exc:
-            raise StoreError(
-                f"Redis at {self.url} failed while {what}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise self._error(what, exc) from exc
 
     def _keys(self, sid: str) -> tuple[str, str, str, str]:
         base = f"{self.prefix}:{{{sid}}}"
@@ -166,11 +380,107 @@ class RedisStore(SessionStore):
     def _ttl(self) -> int:
         return max(int(self.ttl), 1)
 
+    # -- the per-event connection -------------------------------------------------------------
+
+    async def _run(
+        self, args: Sequence[str | bytes | int], orphan: _Orphan | None = None, retry: bool = True
+    ) -> Any:
+        """One command, over the wire when there is one (else through redis-py).
+
+        ``retry``: the command is safe to run twice, so when the connection turns out to be
+        dead (Redis restarted, an idle timeout) it is sent once more on a fresh one.
+        """
+        wire = self._wire
+        if wire is None or wire.closed or wire.loop is not asyncio.get_running_loop():
+            if self._spec is None:
+                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+            return await (await self._reconnect()).call(_pack(args), orphan)
+        try:
+            return await wire.call(_pack(args), orphan)
+        except RedisConnectionError:
+            if not retry:
+                raise
+            return await (await self._reconnect()).call(_pack(args), orphan)
+
+    async def _script(
+        self,
+        script: _Script,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int],
+        orphan: _Orphan | None = None,
+        retry: bool = True,
+    ) -> Any:
+        try:
+            return await self._run(("EVALSHA", script.sha, len(keys), *keys, *args), orphan, retry)
+        except NoScriptError:  # a restarted or flushed Redis: EVAL caches it again
+            return await self._run(("EVAL", script.body, len(keys), *keys, *args), orphan, retry)
+
+    async def _reconnect(self) -> _Wire:
+        loop = asyncio.get_running_loop()
+        if self._opening is None or self._opening[0] is not loop:
+            self._opening = (loop, asyncio.Lock())
+        async with self._opening[1]:  # one connection attempt at a time
+            wire = self._wire
+            if wire is None or wire.closed or wire.loop is not loop:
+                if wire is not None and wire.loop is loop:
+                    wire.close()
+                self._wire = None
+                self._wire = wire = await self._open(loop)
+            return wire
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Wire:
+        spec = self._spec
+        assert spec is not None
+        timeout = spec.socket_timeout or 10.0  # redis-py before 8 waits forever by default
+        connect_timeout = spec.socket_connect_timeout or timeout
+
+        def protocol() -> _Wire:
+            return _Wire(loop, timeout)
+
+        opening: Awaitable[tuple[asyncio.BaseTransport, _Wire]]
+        if isinstance(spec, UnixDomainSocketConnection):
+            opening = loop.create_unix_connection(protocol, spec.path)
+        else:
+            assert isinstance(spec, Connection)
+            ssl = spec.ssl_context.get() if isinstance(spec, SSLConnection) else None
+            opening = loop.create_connection(protocol, spec.host, spec.port, ssl=ssl)
+        try:
+            transport, wire = await asyncio.wait_for(opening, connect_timeout)
+        except asyncio.TimeoutError:  # not an OSError before Python 3.11
+            raise RedisTimeoutError(f"no connection within {connect_timeout:g} s") from None
+        sock = transport.get_extra_info("socket")
+        if isinstance(spec, Connection) and spec.socket_keepalive and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            options = cast("Mapping[int, int | bytes]", spec.socket_keepalive_options or {})
+            for option, value in options.items():
+                sock.setsockopt(socket.SOL_TCP, option, value)
+        try:
+            username, password = spec.username, spec.password
+            provider = spec.credential_provider
+            if provider is not None:
+                get_async = getattr(provider, "get_credentials_async", None)  # redis-py 5.1+
+                credentials: tuple[str, ...] = tuple(
+                    await get_async() if get_async else provider.get_credentials()
+                )
+                username, password = (None, *credentials) if len(credentials) == 1 else credentials
+            if password:
+                auth = ("AUTH", username, password) if username else ("AUTH", password)
+                await wire.call(_pack(auth))
+            if spec.db:
+                await wire.call(_pack(("SELECT", spec.db)))
+            if spec.client_name:
+                await wire.call(_pack(("CLIENT", "SETNAME", spec.client_name)))
+        except BaseException:
+            wire.close()
+            raise
+        return wire
+
     async def connect(self) -> None:
         with self._errors("connecting"):
-            await self._redis.ping()
+            await self._run(("PING",))
 
     async def close(self) -> None:
+        self._stop_renewing()  # locks still held expire by themselves
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
@@ -180,31 +490,33 @@ class RedisStore(SessionStore):
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
             self._pubsub = None
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
 
     # -- one event ----------------------------------------------------------------------------
 
     async def acquire(self, session_id: str, *, start: bool = False) -> EventScope:
-        lock, outbox, state, starts = self._keys(session_id)
-        token = uuid.uuid4().hex
-        args: list[str | int] = [
-            token,
-            int(self.lock_timeout * 1000),
-            self._ttl(),
-            "1" if start else "0",
-        ]
+        keys = self._keys(session_id)
+        lock = keys[0]
+        token = os.urandom(16).hex()
+        args = (token, int(self.lock_timeout * 1000), self._ttl(), "1" if start else "0")
+        orphan = partial(self._give_back, keys, token, start)
         deadline = time.monotonic() + self.lock_wait
         pause = 0.002
         while True:
-            with self._errors(f"locking session {session_id}"):
-                result = await self._acquire(keys=[lock, outbox, state, starts], args=args)
-            if _cancel_requested():
-                # A cancellation that arrived mid-command can be swallowed by the client:
-                # honour it here, and never keep a lock nobody will release.
+            try:
+                result = await self._script(_ACQUIRE, keys, args, orphan)
+            except (RedisError, OSError) as exc:
+                raise self._error(f"locking session {session_id}", exc) from exc
+            if self._spec is None and _cancel_requested():
+                # redis-py can swallow a cancellation that arrived mid-command: honour it
+                # here, and never keep a lock nobody will release.
                 if result:
                     with contextlib.suppress(RedisError, OSError):
-                        await self._unclaim(keys=[lock], args=[token])
+                        await self._script(_UNCLAIM, (lock,), (token,))
                 raise asyncio.CancelledError
             if result:
                 break
@@ -216,33 +528,58 @@ class RedisStore(SessionStore):
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
         raw_outbox, raw_state, count = result  # bytes: the client does not decode
-        actions = [a for entry in raw_outbox for a in json.loads(entry)]
+        actions = [a for entry in raw_outbox for a in _loads(_text(entry))]
         data = {
-            _text(raw_state[i]): json.loads(raw_state[i + 1]) for i in range(0, len(raw_state), 2)
+            _text(raw_state[i]): _loads(_text(raw_state[i + 1]))
+            for i in range(0, len(raw_state), 2)
         }
-        scope = EventScope(session_id, token, actions, data, int(count))
-        self._watch(scope, lock)
-        return scope
+        self._hold(token, lock)
+        return EventScope(session_id, token, actions, data, int(count))
 
-    def _watch(self, scope: EventScope, lock: str) -> None:
-        # Renew the lock while a slow handler runs; a timer costs nothing for fast ones.
+    def _give_back(
+        self, keys: tuple[str, str, str, str], token: str, start: bool, wire: _Wire, reply: Any
+    ) -> None:
+        """The caller of an acquire was cancelled, and the script took the lock anyway: undo
+        it, queued behind it on the same connection (so nobody else saw the lock free)."""
+        if not reply or isinstance(reply, RedisError):
+            return
+        lock, outbox, _, starts = keys
+        args = (token, "1" if start else "0", self._ttl(), *reversed(reply[0]))
+        wire.forget(_pack(("EVAL", _GIVE_BACK.body, 3, lock, outbox, starts, *args)))
+
+    def _hold(self, token: str, lock: str) -> None:
+        # Renew the lock while a slow handler runs: every lock_timeout / 3, all locks held
+        # then are renewed, so none goes longer than that without renewal.
+        self._held[token] = lock
         loop = asyncio.get_running_loop()
-        every = self.lock_timeout / 3
+        if self._ticker is None or self._ticker_loop is not loop:
+            self._ticker_loop = loop
+            self._ticker = loop.call_later(self.lock_timeout / 3, self._renew_held)
 
-        def fire() -> None:
-            task = loop.create_task(self._renew_once(lock, scope.token))
-            self._renewals.add(task)
-            task.add_done_callback(self._renewals.discard)
-            handles[0] = loop.call_later(every, fire)
+    def _renew_held(self) -> None:
+        self._ticker = None
+        if not self._held or self._ticker_loop is None:
+            return
+        loop = self._ticker_loop
+        task = loop.create_task(self._renew_all(list(self._held.items())))
+        self._renewals.add(task)
+        task.add_done_callback(self._renewals.discard)
+        self._ticker = loop.call_later(self.lock_timeout / 3, self._renew_held)
 
-        handles = [loop.call_later(every, fire)]
-        self._timers[scope.token] = handles
-
-    async def _renew_once(self, lock: str, token: str) -> None:
-        try:
-            await self._renew(keys=[lock], args=[token, int(self.lock_timeout * 1000)])
+    async def _renew_all(self, held: list[tuple[str, str]]) -> None:
+        lock_ms = int(self.lock_timeout * 1000)
+        try:  # pipelined over the wire: one round trip for all of them
+            await asyncio.gather(
+                *(self._script(_RENEW, (lock,), (token, lock_ms)) for token, lock in held)
+            )
         except (RedisError, OSError) as exc:
             logger.warning("could not renew a session lock at %s: %s", self.url, exc)
+
+    def _stop_renewing(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        self._held.clear()
 
     async def release(
         self,
@@ -252,17 +589,23 @@ class RedisStore(SessionStore):
         deleted: frozenset[str] | set[str] = frozenset(),
         drop: bool = False,
     ) -> None:
-        handles = self._timers.pop(scope.token, None)
-        if handles:
-            handles[0].cancel()
+        self._held.pop(scope.token, None)
         lock, outbox, state, starts = self._keys(scope.session_id)
-        changes = changes or {}
-        args: list[str | int] = [scope.token, self._ttl(), "1" if drop else "0", len(changes)]
-        for key, value in changes.items():
-            args.extend((key, json.dumps(value)))
-        args.extend(k for k in deleted if k not in changes)
-        with self._errors(f"saving session {scope.session_id}"):
-            ours = await self._release(keys=[lock, state, starts, outbox], args=args)
+        args: list[str | int] = [scope.token, self._ttl(), "1" if drop else "0"]
+        if changes:
+            args.append(len(changes))
+            for key, value in changes.items():
+                args.extend((key, _dumps(value)))
+            args.extend(k for k in deleted if k not in changes)
+        else:
+            args.append(0)
+            args.extend(deleted)
+        try:
+            # Not retried: had the first one run, another worker may have taken the lock
+            # and saved newer state since, which a second run would overwrite.
+            ours = await self._script(_RELEASE, (lock, state, starts, outbox), args, retry=False)
+        except (RedisError, OSError) as exc:
+            raise self._error(f"saving session {scope.session_id}", exc) from exc
         if not ours:
             logger.warning(
                 "the lock of session %s expired while its event was handled (longer than "
@@ -338,7 +681,7 @@ class RedisStore(SessionStore):
     async def unclaim(self, session_id: str) -> None:
         self._claims.pop(session_id, None)
         with self._errors(f"releasing the WebSocket of session {session_id}"):
-            await self._unclaim(keys=[self._ws_key(session_id)], args=[self.worker_id])
+            await self._script(_UNCLAIM, (self._ws_key(session_id),), (self.worker_id,))
 
     async def route(self, session_id: str, actions: list[dict[str, Any]]) -> bool:
         with self._errors(f"routing actions for session {session_id}"):
