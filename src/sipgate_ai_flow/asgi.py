@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .webhook import HttpResponse, error_response, serve_webhook
-from .websocket import asgi_text_channel, serve_websocket
+from .websocket import serve_asgi_websocket
 
 if TYPE_CHECKING:
     from .assistant import AiFlowAssistant
@@ -188,8 +188,7 @@ class AiFlowApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        receive_text, send_text = asgi_text_channel(receive, send)
-        await serve_websocket(self.assistant, receive_text, send_text)
+        await serve_asgi_websocket(self.assistant, receive, send)
 
     # -- lifespan -----------------------------------------------------------------------------
 

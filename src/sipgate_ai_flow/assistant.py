@@ -25,7 +25,7 @@ from .events import (
 )
 from .models import SessionInfo
 from .outbound import DEFAULT_BASE_URL, OutboundClient
-from .state import MemoryStore, SessionState, SessionStore, store_from_url
+from .state import EventScope, MemoryStore, SessionState, SessionStore, store_from_url
 
 if TYPE_CHECKING:
     import httpx
@@ -342,58 +342,131 @@ class AiFlowAssistant:
         reply: Reply,
         finished: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Handle one event under its call's lock, with the call's state loaded.
+        """Handle one event: take its call's lock and state, run its handler (every batch of
+        actions goes to ``reply``), save the state and unlock. Raises ``HandlerError`` as
+        ``handle_event`` does.
 
         ``finished`` runs once the handler is done and before the state is saved and the lock
         released: the HTTP transport sends its reply there, so saving costs the caller no
-        time (the call's next event still waits for the lock).
+        time (the call's next event still waits for the lock). Events without a session
+        have no lock, no state and no ``finished``.
+
+        One coroutine from lock to unlock: every call and every await on this path is paid by
+        every event, and a WebSocket server spends a good part of its time on them.
         """
+        event_type = event.type
         session: SessionInfo | None = event.session
-        if session is None:
-            await self._process(event, reply, None, returning=False)
-            return
-        session_id = session.id
-        ending = event.type == "session_end"
-        try:
-            scope = await self.store.acquire(session_id, start=event.type == "session_start")
-        except StoreError as exc:
-            logger.error(
-                "state store unavailable for %s (session %s): %s",
-                event.type,
-                session_id,
-                exc,
-            )
-            actions = await self._failed(exc, event, None, "the state store")
-            if actions and event.type not in _NO_REPLY:
-                await reply.emit(actions)
-            return
+        answers = event_type not in _NO_REPLY
+        session_id = None
+        scope = None
         local = None
-        if ending:  # actions pushed from now on are dropped, with a warning
-            local = self._sessions.open(session_id)
-            local.ended = True
-        if scope.outbox:
-            if reply.open:
-                reply.pending = [*scope.outbox, *reply.pending]
-            elif not ending:
-                await self._deliver(session_id, list(scope.outbox))
-        state: SessionState | None = None
+        if session is not None:
+            session_id = session.id
+            try:
+                scope = await self.store.acquire(session_id, start=event_type == "session_start")
+            except StoreError as exc:
+                logger.error(
+                    "state store unavailable for %s (session %s): %s",
+                    event_type,
+                    session_id,
+                    exc,
+                )
+                actions = await self._failed(exc, event, None, "the state store")
+                if actions and answers:
+                    await reply.emit(actions)
+                return
+            if event_type == "session_end":  # actions pushed from now on are dropped
+                local = self._sessions.open(session_id)
+                local.ended = True
+            if scope.outbox:
+                if reply.open:
+                    reply.pending = [*scope.outbox, *reply.pending]
+                elif local is None:
+                    await self._deliver(session_id, list(scope.outbox))
+        ctx: CallContext | None = None
         try:
-            state = await self._process(event, reply, scope.data, returning=scope.starts > 1)
-            if finished is not None:
+            handler = self._handlers.get(event_type)
+            if (
+                handler is None
+                or event_type == "user_barge_in"
+                or getattr(event, "barged_in", False)
+            ):
+                handler, event = self._route(event)  # barge-ins and unknown events
+            if handler is not None:
+                debug = logger.isEnabledFor(logging.DEBUG)
+                started = time.perf_counter() if debug else 0.0
+                # One-argument handlers never see a context: build it only when it can be used.
+                if handler.arity > 1 or handler.streams:
+                    ctx = self._context(event, reply, scope)
+                count = 0
+                try:
+                    if handler.streams:
+                        async for item in handler.iterate(event, ctx):
+                            actions = normalise(item, session_id, handler.name)
+                            count += len(actions)
+                            if actions and answers:
+                                await reply.emit(actions)
+                    else:
+                        if handler.direct:  # an async (event) handler: the common case, as is
+                            result = await handler.fn(event)
+                        else:
+                            result = await handler(event, ctx)
+                        if type(result) is str:
+                            actions = [speak(session_id, result)]
+                        else:
+                            actions = normalise(result, session_id, handler.name)
+                        count = len(actions)
+                        if actions and answers:
+                            if reply.open:
+                                reply.actions.extend(actions)
+                                reply.emitted = True
+                            else:
+                                await reply.emit(actions)
+                except Exception as exc:
+                    if ctx is None:
+                        ctx = self._context(event, reply, scope)
+                    actions = await self._failed(exc, event, ctx, handler.name)
+                    if actions and answers:
+                        await reply.emit(actions)
+                if count and not answers:
+                    logger.warning(
+                        "%s returned %d action(s) for %s (session %s); the service takes no "
+                        "answer to this event, so they were dropped (use ctx.send to push "
+                        "actions)",
+                        handler.name,
+                        count,
+                        event_type,
+                        session_id,
+                    )
+                if debug:
+                    logger.debug(
+                        "%s session=%s handler=%s actions=%d in %.2f ms",
+                        event_type,
+                        session_id,
+                        handler.name,
+                        count,
+                        (time.perf_counter() - started) * 1000,
+                    )
+            if finished is not None and scope is not None:
                 await finished()
         finally:
-            try:
-                if state is None:  # the handler never looked at its state
-                    await self.store.release(scope, drop=ending)
-                else:
-                    await self.store.release(
-                        scope, changes=state.changes, deleted=state.deleted, drop=ending
-                    )
-            except StoreError as exc:
-                logger.error("state of session %s not saved: %s", session_id, exc)
-            finally:
-                if local is not None:
-                    self._sessions.close(local)
+            if scope is not None:
+                try:
+                    state = ctx._state if ctx is not None else None
+                    if state is None:  # the handler never looked at its state
+                        await self.store.release(scope, drop=local is not None)
+                    else:
+                        await self.store.release(
+                            scope,
+                            changes=state.changes,
+                            deleted=state.deleted,
+                            drop=local is not None,
+                        )
+                except StoreError as exc:
+                    logger.error("state of session %s not saved: %s", session_id, exc)
+                finally:
+                    if local is not None:
+                        self._sessions.close(local)
 
     def _route(self, event: BaseEvent) -> tuple[Handler | None, BaseEvent]:
         event_type = event.type
@@ -410,80 +483,10 @@ class AiFlowAssistant:
             handler = self._on_unknown
         return handler, event
 
-    async def _process(
-        self,
-        event: BaseEvent,
-        reply: Reply,
-        state_data: dict[str, Any] | None,
-        *,
-        returning: bool,
-    ) -> SessionState | None:
-        """Run the event's handler (the caller holds the call's lock); every batch of
-        actions goes to ``reply``. Returns the call's state if the handler used it. Raises
-        ``HandlerError`` as ``handle_event`` does."""
-        handler = self._handlers.get(event.type)
-        if handler is None or event.type == "user_barge_in" or getattr(event, "barged_in", False):
-            handler, event = self._route(event)  # barge-ins and unknown events
-            if handler is None:
-                return None
-        debug = logger.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
-        # One-argument handlers never see a context: build it only when it can be used.
-        ctx = None
-        if handler.arity > 1 or handler.streams:
-            ctx = CallContext(event, self, reply, state_data, returning)  # type: ignore[arg-type]
-        session = event.session
-        session_id = session.id if session is not None else None
-        answers = event.type not in _NO_REPLY
-        count = 0
-        try:
-            if handler.streams:
-                async for item in handler.iterate(event, ctx):
-                    actions = normalise(item, session_id, handler.name)
-                    count += len(actions)
-                    if actions and answers:
-                        await reply.emit(actions)
-            else:
-                if handler.direct:  # an async (event) handler: the common case, called as is
-                    result = await handler.fn(event)
-                else:
-                    result = await handler(event, ctx)
-                if type(result) is str:
-                    actions = [speak(session_id, result)]
-                else:
-                    actions = normalise(result, session_id, handler.name)
-                count = len(actions)
-                if actions and answers:
-                    if reply.open:
-                        reply.actions.extend(actions)
-                        reply.emitted = True
-                    else:
-                        await reply.emit(actions)
-        except Exception as exc:
-            if ctx is None:
-                ctx = CallContext(event, self, reply, state_data, returning)  # type: ignore[arg-type]
-            actions = await self._failed(exc, event, ctx, handler.name)
-            if actions and answers:
-                await reply.emit(actions)
-        if count and not answers:
-            logger.warning(
-                "%s returned %d action(s) for %s (session %s); the service takes no answer to "
-                "this event, so they were dropped (use ctx.send to push actions)",
-                handler.name,
-                count,
-                event.type,
-                session_id,
-            )
-        if debug:
-            logger.debug(
-                "%s session=%s handler=%s actions=%d in %.2f ms",
-                event.type,
-                session_id,
-                handler.name,
-                count,
-                (time.perf_counter() - started) * 1000,
-            )
-        return ctx._state if ctx is not None else None
+    def _context(self, event: BaseEvent, reply: Reply, scope: EventScope | None) -> CallContext:
+        if scope is None:
+            return CallContext(event, self, reply, None, False)  # type: ignore[arg-type]
+        return CallContext(event, self, reply, scope.data, scope.starts > 1)  # type: ignore[arg-type]
 
     async def _failed(
         self, exc: Exception, event: BaseEvent, ctx: CallContext | None, handler_name: str

@@ -8,7 +8,8 @@ follows a hold reply).
 
 ``serve_websocket`` is the TypeScript SDK's ``assistant.ws(ws)`` for any library: give it a
 ``receive_text`` that returns the next frame (``str``; ``bytes`` for a binary frame; ``None``
-once the peer has gone) and a ``send_text``.
+once the peer has gone) and a ``send_text``. ``serve_asgi_websocket`` serves an accepted ASGI
+WebSocket (what ``create_app`` and the FastAPI adapter use).
 
 Example (the ``websockets`` library)::
 
@@ -29,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ._eager import start
 from ._handlers import normalise
 from ._sessions import Reply, Session
 from .codec import ActionLike, dump_actions, parse_event
@@ -38,7 +40,7 @@ from .events import BaseEvent
 if TYPE_CHECKING:
     from .assistant import AiFlowAssistant
 
-__all__ = ["asgi_text_channel", "serve_websocket"]
+__all__ = ["serve_asgi_websocket", "serve_websocket"]
 
 logger = logging.getLogger("sipgate_ai_flow.transport")
 
@@ -46,18 +48,24 @@ _CLEANUP_GRACE = 5.0  # seconds a session_end handler may finish after the socke
 
 ReceiveText = Callable[[], Awaitable["str | bytes | None"]]
 SendText = Callable[[str], Awaitable[None]]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
 
 
 class _Connection:
-    """One socket: a worker per session keeps each call's events in order."""
+    """One socket: each call's events are handled in order, different calls concurrently."""
 
-    def __init__(self, assistant: AiFlowAssistant, send_text: SendText) -> None:
+    def __init__(self, assistant: AiFlowAssistant, send: Send) -> None:
         self.assistant = assistant
-        self._send_text = send_text
-        self._send_lock = asyncio.Lock()
-        self._queues: dict[str | None, deque[BaseEvent]] = {}
+        self._send = send  # ASGI's: one message per frame
+        # Frames never interleave: one send at a time, the others wait in order (a lock
+        # that costs nothing when free, unlike asyncio.Lock's two coroutines per send).
+        self._sending = False
+        self._send_waiters: deque[asyncio.Future[None]] = deque()
+        # Calls with a handler waiting on something (a slow handler, Redis), and the events
+        # that arrived for them meanwhile. A call not in here is idle.
         self._workers: dict[str | None, asyncio.Task[None]] = {}
-        self._idle: dict[str | None, asyncio.Future[None]] = {}
+        self._queues: dict[str | None, deque[BaseEvent]] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self._sessions: dict[str, Session] = {}
         self._ending: set[str | None] = set()
@@ -74,73 +82,76 @@ class _Connection:
             return
         if body is None:
             return
-        async with self._send_lock:  # frames never interleave
-            await self._send_text(body.decode())
+        if self._sending or self._send_waiters:
+            waiter = asyncio.get_running_loop().create_future()
+            self._send_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._next_sender()  # our turn came as we were cancelled: pass it on
+                else:
+                    self._send_waiters.remove(waiter)
+                raise
+        self._sending = True
+        try:
+            await self._send({"type": "websocket.send", "text": body.decode()})
+        except Exception as exc:  # the peer went away mid-send: nothing more goes out
+            self.closed = True
+            logger.info("WebSocket send failed, connection closed: %s", exc)
+        finally:
+            if self._send_waiters:
+                self._next_sender()
+            else:
+                self._sending = False
 
-    def accept(self, event: BaseEvent) -> None:
-        session = event.session
-        key = session.id if session is not None else None
-        if session is not None and session.id not in self._sessions:
-            live = self.assistant._sessions.open(session.id)
-            live.sender = self.send
-            self._sessions[session.id] = live
-        if event.type == "session_end":
-            self._ending.add(key)
-        queue = self._queues.setdefault(key, deque())
-        queue.append(event)
-        waiter = self._idle.pop(key, None)
-        if waiter is not None:
-            waiter.set_result(None)
-        elif key not in self._workers:
-            self._workers[key] = asyncio.get_running_loop().create_task(self._drain(key))
+    def _next_sender(self) -> None:
+        waiters = self._send_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # its turn: _sending stays True for it
+                return
+        self._sending = False
 
-    async def _drain(self, key: str | None) -> None:
-        # One long-lived worker per call, parked on a future between events: waking it is
-        # cheaper than a new task per event, and the call's events stay in order.
-        queue = self._queues[key]
-        loop = asyncio.get_running_loop()
+    async def _serve(self, key: str | None, event: BaseEvent) -> None:
+        # Runs at once from the read loop; only if it has to wait does it become the call's
+        # worker, and then it also handles the events that arrived meanwhile.
+        assistant = self.assistant
         try:
             while True:
-                while queue:
-                    event = queue.popleft()
-                    await self._handle(event)
-                    if event.type == "session_end" and not queue:
-                        return
-                waiter = self._idle[key] = loop.create_future()
-                await waiter
+                session = event.session
+                session_id = session.id if session is not None else None
+                if session_id is not None and session_id not in self._claimed:
+                    self._claimed.add(session_id)
+                    try:  # pushes from other workers reach this socket
+                        await assistant.store.claim(session_id, assistant._deliver)
+                    except StoreError as exc:
+                        logger.error("WebSocket of session %s not announced: %s", session_id, exc)
+                reply = _Turn(self, session_id)
+                timer = None
+                answers = event.type not in ("session_end", "user_speech_started")
+                if assistant.hold_after is not None and session_id is not None and answers:
+                    timer = asyncio.get_running_loop().call_later(
+                        assistant.hold_after, self._hold, reply, session_id
+                    )
+                try:
+                    await assistant._dispatch(event, reply)
+                except HandlerError:
+                    pass  # logged by the assistant; the socket stays open and nothing is sent
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    if event.type == "session_end" and session_id is not None:
+                        self._sessions.pop(session_id, None)
+                queue = self._queues.get(key)
+                if not queue:
+                    return
+                event = queue.popleft()
         finally:
-            # No await between the last check and here: accept() sees a consistent state.
-            del self._workers[key]
-            self._idle.pop(key, None)
-            if not queue:
-                del self._queues[key]
-
-    async def _handle(self, event: BaseEvent) -> None:
-        session = event.session
-        session_id = session.id if session is not None else None
-        assistant = self.assistant
-        if session_id is not None and session_id not in self._claimed:
-            self._claimed.add(session_id)
-            try:  # pushes from other workers reach this socket
-                await assistant.store.claim(session_id, assistant._deliver)
-            except StoreError as exc:
-                logger.error("WebSocket of session %s not announced: %s", session_id, exc)
-        reply = Reply(session_id, assistant._deliver, open=False)
-        timer = None
-        answers = event.type not in ("session_end", "user_speech_started")
-        if assistant.hold_after is not None and session_id is not None and answers:
-            timer = asyncio.get_running_loop().call_later(
-                assistant.hold_after, self._hold, reply, session_id
-            )
-        try:
-            await assistant._dispatch(event, reply)
-        except HandlerError:
-            pass  # logged by the assistant; the socket stays open and nothing is sent
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if event.type == "session_end" and session_id is not None:
-                self._sessions.pop(session_id, None)
+            # No await between the last check and here: the read loop sees a consistent state.
+            self._workers.pop(key, None)
+            self._queues.pop(key, None)
 
     def _hold(self, reply: Reply, session_id: str) -> None:
         if reply.emitted or self.closed:
@@ -177,66 +188,101 @@ class _Connection:
                 logger.warning("WebSocket of session %s not released: %s", session_id, exc)
 
 
-def asgi_text_channel(
-    receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
-) -> tuple[ReceiveText, SendText]:
-    """``receive_text``/``send_text`` over an accepted ASGI WebSocket's raw messages.
+class _Turn(Reply):
+    """The reply to one event on this socket: its actions go straight out on it."""
 
-    ``receive_text`` returns ``None`` once the peer disconnects; after that, or after a failed
-    send, ``send_text`` does nothing (actions for a gone call are dropped, not raised).
-    """
-    closed = False
+    __slots__ = ("connection",)
 
-    async def receive_text() -> str | bytes | None:
-        nonlocal closed
-        message = await receive()
-        if message["type"] != "websocket.receive":
-            closed = True
-            return None
-        text: str | None = message.get("text")
-        if text is not None:
-            return text
-        data: bytes = message.get("bytes") or b""
-        return data
+    def __init__(self, connection: _Connection, session_id: str | None) -> None:
+        # Reply's fields, set here rather than through super().__init__: one call less per
+        # event on the hot path.
+        self.session_id = session_id
+        self.deliver = connection.assistant._deliver
+        self.open = False
+        self.actions: list[ActionLike] = []
+        self.pending: list[ActionLike] = []
+        self.emitted = False
+        self.connection = connection
 
-    async def send_text(text: str) -> None:
-        nonlocal closed
-        if closed:
+    async def emit(self, actions: list[ActionLike]) -> None:
+        connection = self.connection
+        session_id = self.session_id
+        live = connection._sessions.get(session_id) if session_id is not None else None
+        if live is None or live.ended or connection.closed:
+            await super().emit(actions)  # the assistant drops them (with a warning) or routes them
             return
-        try:
-            await send({"type": "websocket.send", "text": text})
-        except Exception as exc:  # the peer went away mid-send
-            closed = True
-            logger.info("WebSocket send failed, connection closed: %s", exc)
-
-    return receive_text, send_text
+        self.emitted = True
+        await connection.send(actions)
 
 
-async def serve_websocket(
-    assistant: AiFlowAssistant, receive_text: ReceiveText, send_text: SendText
-) -> None:
-    """Serve one WebSocket connection until the peer goes away.
+async def serve_asgi_websocket(assistant: AiFlowAssistant, receive: Receive, send: Send) -> None:
+    """Serve one accepted ASGI WebSocket until the peer goes away.
 
     A bad frame (binary, not JSON, not a valid event) is logged and answered with nothing;
     the next good frame is answered. A slow handler of one call never delays another call.
-    On return (or cancellation) the connection's pending work is cancelled.
+    On return (or cancellation) the connection's pending work is cancelled. After a failed
+    send nothing more is sent on the socket.
     """
-    connection = _Connection(assistant, send_text)
+    connection = _Connection(assistant, send)
+    sessions = connection._sessions
+    workers = connection._workers
+    queues = connection._queues
     try:
         while True:
-            frame = await receive_text()
-            if frame is None:
+            message = await receive()
+            if message["type"] != "websocket.receive":
                 return
-            if isinstance(frame, (bytes, bytearray)):
-                logger.warning(
-                    "binary WebSocket frame ignored (%d bytes): events are text", len(frame)
-                )
+            frame = message.get("text")
+            if frame is None:
+                size = len(message.get("bytes") or b"")
+                logger.warning("binary WebSocket frame ignored (%d bytes): events are text", size)
                 continue
             try:
                 event = parse_event(frame)
             except InvalidEventError as exc:
                 logger.warning("invalid WebSocket frame ignored: %s", "; ".join(exc.details))
                 continue
-            connection.accept(event)
+            session = event.session
+            key = session.id if session is not None else None
+            if key is not None and key not in sessions:
+                live = sessions[key] = assistant._sessions.open(key)
+                live.sender = connection.send
+            if event.type == "session_end":
+                connection._ending.add(key)
+            if key in workers:  # still handling an earlier event: this one waits its turn
+                queues[key].append(event)
+                continue
+            try:
+                task = start(connection._serve(key, event))
+            except Exception:  # _serve lets only bugs through; keep serving the socket
+                logger.exception("%s of session %s failed", event.type, key)
+                continue
+            if task is not None:
+                workers[key] = task
+                queues[key] = deque()
     finally:
         await connection.close()
+
+
+async def serve_websocket(
+    assistant: AiFlowAssistant, receive_text: ReceiveText, send_text: SendText
+) -> None:
+    """Serve one WebSocket connection of any library until the peer goes away.
+
+    ``receive_text`` returns the next frame (``str``; ``bytes`` for a binary frame; ``None``
+    once the peer has gone); ``send_text`` sends one text frame. Otherwise as
+    ``serve_asgi_websocket``.
+    """
+
+    async def receive() -> dict[str, Any]:
+        frame = await receive_text()
+        if frame is None:
+            return {"type": "websocket.disconnect"}
+        if isinstance(frame, str):
+            return {"type": "websocket.receive", "text": frame}
+        return {"type": "websocket.receive", "bytes": bytes(frame)}
+
+    async def send(message: dict[str, Any]) -> None:
+        await send_text(message["text"])
+
+    await serve_asgi_websocket(assistant, receive, send)

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from ..asgi import DEFAULT_MAX_BODY
 from ..webhook import HttpResponse, error_response, handle_webhook
-from ..websocket import asgi_text_channel, serve_websocket
+from ..websocket import serve_asgi_websocket
 
 if TYPE_CHECKING:
     from ..assistant import AiFlowAssistant
@@ -77,8 +77,7 @@ def create_router(
                 await ws.close(code=1008)
             return
         await ws.accept()
-        receive_text, send_text = asgi_text_channel(ws.receive, ws.send)
-        await serve_websocket(assistant, receive_text, send_text)
+        await serve_asgi_websocket(assistant, ws.receive, ws.send)
 
     @router.api_route(health_path, methods=["GET", "HEAD"], include_in_schema=False)
     async def health() -> dict[str, str]:
