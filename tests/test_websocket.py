@@ -209,6 +209,69 @@ async def test_disconnect_cancels_pending_work_without_leaking_tasks(connect: An
     assert asyncio.all_tasks() - before == set()
 
 
+async def test_frames_go_out_whole_and_in_order_while_a_send_is_slow(
+    caplog: pytest.LogCaptureFixture,
+):
+    # A library whose send waits (back-pressure): the others queue behind it, in order, and a
+    # sender cancelled while queued does not block the rest.
+    gate = asyncio.Event()
+    sent: list[Any] = []
+
+    async def send_text(text: str) -> None:
+        if not sent and not gate.is_set():
+            sent.append("writing")
+            await gate.wait()
+            sent[0] = json.loads(text)
+            return
+        sent.append(json.loads(text))
+
+    inbox: asyncio.Queue[str | None] = asyncio.Queue()
+    assistant = AiFlowAssistant(on_user_speak=lambda e: e.text)
+    serving = asyncio.create_task(serve_websocket(assistant, inbox.get, send_text))
+    for n, sid in enumerate(("a", "b", "c", "d")):
+        inbox.put_nowait(event("user_speak", sid, text=f"{n}"))
+    await asyncio.sleep(0.05)
+    assert sent == ["writing"]  # "a" is being written; b, c and d wait their turn
+    others = asyncio.all_tasks() - {serving, asyncio.current_task()}
+    # a (writing), b, c, d: each a task now, since each had to wait
+    stuck = sorted(others, key=lambda t: int(t.get_name().rpartition("-")[2]))
+    assert len(stuck) == 4
+    assert all("_serve" in repr(t.get_coro()) for t in stuck)
+    gate.set()
+    await asyncio.sleep(0)  # a's write ends and hands b its turn; b runs next, then c
+    stuck[2].cancel()  # c gives up while queued: b's turn ends by skipping c for d
+    await asyncio.sleep(0.05)
+    assert sent == [speak("0", "a"), speak("1", "b"), speak("3", "d")]
+    inbox.put_nowait(event("user_speak", "a", text="again"))
+    await asyncio.sleep(0.05)
+    assert sent[-1] == speak("again", "a")  # the lane is free again
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # c left cleanly
+    inbox.put_nowait(None)
+    await asyncio.wait_for(serving, 5)
+
+
+async def test_a_failed_send_closes_the_socket_for_sending_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+):
+    attempts: list[str] = []
+
+    async def send_text(text: str) -> None:
+        attempts.append(text)
+        raise ConnectionResetError("peer gone")
+
+    inbox: asyncio.Queue[str | None] = asyncio.Queue()
+    assistant = AiFlowAssistant(on_user_speak=lambda e: e.text)
+    serving = asyncio.create_task(serve_websocket(assistant, inbox.get, send_text))
+    with caplog.at_level(logging.INFO, logger="sipgate_ai_flow.transport"):
+        inbox.put_nowait(event("user_speak", text="one"))
+        inbox.put_nowait(event("user_speak", text="two"))
+        await asyncio.sleep(0.05)
+    assert len(attempts) == 1  # nothing more goes out on a socket that failed
+    assert "WebSocket send failed, connection closed: peer gone" in caplog.text
+    inbox.put_nowait(None)
+    await asyncio.wait_for(serving, 5)
+
+
 # -- the ASGI endpoint -----------------------------------------------------------------------
 
 

@@ -75,6 +75,9 @@ class _Resumed(Coroutine[Any, Any, None]):
     def close(self) -> None:
         self._coro.close()
 
+    def __repr__(self) -> str:
+        return f"<resumed {self._coro!r}>"
+
     def __await__(self) -> Generator[Any, None, None]:
         return self  # send/throw/__next__ make it its own iterator
 

@@ -90,7 +90,7 @@ class _Connection:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._next_sender()  # our turn came as we were cancelled: pass it on
-                else:
+                elif waiter in self._send_waiters:  # (_next_sender drops cancelled ones)
                     self._send_waiters.remove(waiter)
                 raise
         self._sending = True
