@@ -72,3 +72,11 @@ def test_http_summary_rows_come_from_the_json_results():
         ("SDK 8,000 req/s", "1,000 req/s", 8.1, ">= 5.0x", True),
     ]
     assert rows[0].benchmark == "HTTP webhook: req/s vs raw ASGI"
+
+
+def test_instruction_count_drivers_answer_every_event_on_both_apps():
+    # What callgrind counts must be the same work on both sides: every event answered.
+    from bench import instructions
+
+    for which in ("sdk", "ceiling"):
+        assert instructions.drive_ws(which, events=3, sockets=4) == 4 * (1 + 3)

@@ -85,7 +85,12 @@ def test_quick_run_measures_real_round_trips(monkeypatch: pytest.MonkeyPatch):
     lines: list[str] = []
     report = websocket.measure(sockets=20, seconds=1.0, warmup=0.3, rounds=1, progress=lines.append)
     assert list(report.servers) == ["raw", "ceiling", "sdk"]
-    assert len(lines) == 3
+    assert len(lines) == 4  # three in turn, then the SDK and the raw server at once
+    assert "shared CPU 1/1" in lines[3]
+    [(sdk_together, raw_together)] = report.shared
+    for result in (sdk_together, raw_together):
+        assert result.errors == 0
+        assert result.events > 20
     for row in report.servers.values():
         [result] = row.results
         assert result.errors == 0  # every reply was the expected frame
@@ -99,8 +104,12 @@ def test_quick_run_measures_real_round_trips(monkeypatch: pytest.MonkeyPatch):
     assert len(report.round_ratios()) == 1
     text = websocket.table(report)
     assert "target: SDK events/s >= 0.8x the raw server's" in text
+    assert "sharing one CPU, loaded at once" in text
+    shared = report.shared_ratio
+    assert shared is not None
+    assert shared > 0
     rows = websocket.summary_rows(report)
-    assert [row.met for row in rows] == [report.ok, None, None]
+    assert [row.met for row in rows] == [report.ratio() >= 0.8, shared >= 0.8, None, None]
 
 
 def measured(label: str, rates: list[float], errors: int = 0) -> websocket.Measured:
@@ -135,6 +144,12 @@ def test_the_target_is_the_median_of_paired_ratios_and_wrong_replies_fail_it():
     )
     assert not wrong.ok
     assert "measured 0.90x NO" in websocket.table(wrong)
+    [slow] = measured("sdk", [7_000]).results
+    [fast] = measured("raw", [10_000]).results
+    shared_miss = websocket.Report(good.servers, 200, shared=[(slow, fast)] * 3)
+    assert shared_miss.shared_ratio == pytest.approx(0.7)
+    assert not shared_miss.ok  # met in turn, missed sharing a CPU: not met
+    assert "loaded at once: SDK events/s / raw server's = 0.70x NO" in websocket.table(shared_miss)
 
 
 def test_round_order_keeps_the_sdk_next_to_the_raw_server(tmp_path: Path):
