@@ -272,6 +272,21 @@ async def test_a_failed_send_closes_the_socket_for_sending_and_is_logged(
     await asyncio.wait_for(serving, 5)
 
 
+async def test_a_handler_raising_cancelled_error_ends_its_event_not_the_socket(
+    connect: Any, caplog: pytest.LogCaptureFixture
+):
+    async def on_speak(e: UserSpeakEvent) -> str:
+        if e.text == "cancel me":
+            raise asyncio.CancelledError  # e.g. awaited a future someone cancelled
+        return e.text
+
+    sock = connect(AiFlowAssistant(on_user_speak=on_speak))
+    sock.send(event("user_speak", text="cancel me"))
+    sock.send(event("user_speak", text="still here"))
+    assert await sock.receive() == speak("still here")
+    assert "handling of user_speak (session call-1) was cancelled" in caplog.text
+
+
 # -- the ASGI endpoint -----------------------------------------------------------------------
 
 

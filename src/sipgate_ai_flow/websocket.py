@@ -257,6 +257,11 @@ async def serve_asgi_websocket(assistant: AiFlowAssistant, receive: Receive, sen
             except Exception:  # _serve lets only bugs through; keep serving the socket
                 logger.exception("%s of session %s failed", event.type, key)
                 continue
+            except asyncio.CancelledError:
+                # Raised by the handling itself (this loop's own cancellation arrives only
+                # where it awaits): as for a cancelled task, that event ends, the socket not.
+                logger.warning("handling of %s (session %s) was cancelled", event.type, key)
+                continue
             if task is not None:
                 workers[key] = task
                 queues[key] = deque()
