@@ -82,7 +82,7 @@ class _Connection:
             return
         if body is None:
             return
-        if self._sending or self._send_waiters:
+        if self._sending:  # (it stays set while anyone waits: each turn is handed on)
             waiter = asyncio.get_running_loop().create_future()
             self._send_waiters.append(waiter)
             try:
