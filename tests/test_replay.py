@@ -35,8 +35,8 @@ def record(path: Path, target: Any = demo, **options: Any) -> None:
 def changed_demo(text: str) -> AiFlowAssistant:
     """The demo with the text of one answer changed."""
 
-    async def changed(event: Any) -> list[Any]:
-        actions = await demo.handle_event(event)
+    async def changed(event: Any, budget: bool) -> list[Any]:
+        actions = await demo.handle_event(event, budget=budget)
         if event.get("type") == "user_speak" and "open" in event.get("text", "").lower():
             return [
                 a.model_copy(update={"text": text}) for a in actions if isinstance(a, SpeakAction)
@@ -44,8 +44,8 @@ def changed_demo(text: str) -> AiFlowAssistant:
         return actions
 
     class Changed(AiFlowAssistant):
-        async def handle_event(self, event: Any) -> list[Any]:
-            return await changed(event)
+        async def handle_event(self, event: Any, *, budget: bool = True) -> list[Any]:
+            return await changed(event, budget=budget)
 
     return Changed()
 

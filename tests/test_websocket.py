@@ -236,7 +236,7 @@ async def test_frames_go_out_whole_and_in_order_while_a_send_is_slow(
     # a (writing), b, c, d: each a task now, since each had to wait
     stuck = sorted(others, key=lambda t: int(t.get_name().rpartition("-")[2]))
     assert len(stuck) == 4
-    assert all("_serve" in repr(t.get_coro()) for t in stuck)
+    assert all(".serve" in repr(t.get_coro()) for t in stuck)
     gate.set()
     await asyncio.sleep(0)  # a's write ends and hands b its turn; b runs next, then c
     stuck[2].cancel()  # c gives up while queued: b's turn ends by skipping c for d

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,17 +17,54 @@ from .errors import ConfigurationError, InvalidActionError
 
 _ASYNC, _SYNC, _ASYNC_GEN, _SYNC_GEN = range(4)
 
-# Sync handlers often block on network I/O (an LLM, a CRM); a generous pool keeps one slow call
-# from starving the others, as Starlette's 40-token limiter does for sync endpoints.
-_POOL_SIZE = 64
-_pool: ThreadPoolExecutor | None = None
+DEFAULT_SYNC_HANDLER_THREADS = 128
+"""Threads for sync handlers: enough for 100 calls blocked at once (an LLM, a CRM)."""
+
+_pool_logger = logging.getLogger("sipgate_ai_flow.dispatch")
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool  # noqa: PLW0603 - one process-wide pool, created on first use
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="aiflow-handler")
-    return _pool
+class ThreadPool:
+    """The threads sync handlers run in: created on first use, one per busy handler up to
+    ``size``; when all are busy a warning names the option that sets the size, once."""
+
+    __slots__ = ("_executor", "_warned", "busy", "size")
+
+    def __init__(self, size: int = DEFAULT_SYNC_HANDLER_THREADS) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ConfigurationError(
+                f"sync_handler_threads must be a positive whole number, got {size!r}"
+            )
+        self.size = size
+        self.busy = 0
+        self._warned = False
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in a thread, in a copy of the caller's context."""
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = ThreadPoolExecutor(
+                max_workers=self.size, thread_name_prefix="aiflow-handler"
+            )
+        self.busy += 1
+        if self.busy > self.size and not self._warned:
+            self._warned = True
+            _pool_logger.warning(
+                "all %d sync handler threads are busy: sync handlers now wait for a free one "
+                "(raise AiFlowAssistant(sync_handler_threads=...), or make the handler async)",
+                self.size,
+            )
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
+        finally:
+            self.busy -= 1
+
+    def shutdown(self) -> None:
+        """Let the threads go once their work is done (a new one is made if used again)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
 
 def callable_name(fn: Callable[..., Any]) -> str:
@@ -64,12 +102,21 @@ def positional_count(fn: Callable[..., Any], what: str) -> int:
 class Handler:
     """A registered handler: how to call it and how many arguments it takes."""
 
-    __slots__ = ("arity", "direct", "fn", "kind", "name", "streams")
+    __slots__ = ("arity", "direct", "fn", "kind", "name", "pool", "streams")
 
-    def __init__(self, fn: Callable[..., Any], *, min_args: int, max_args: int, what: str) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        min_args: int,
+        max_args: int,
+        what: str,
+        pool: ThreadPool,
+    ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"{what} must be callable, got {fn!r}")
         self.fn = fn
+        self.pool = pool
         self.name = callable_name(fn)
         self.kind = _kind(fn)
         accepted = positional_count(fn, what)
@@ -89,9 +136,7 @@ class Handler:
         args = args[: self.arity]
         if self.kind == _ASYNC:
             return await self.fn(*args)
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, self.fn, *args)
-        result = await loop.run_in_executor(_executor(), call)
+        result = await self.pool.run(self.fn, *args)
         if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
             return await result
         return result
@@ -103,13 +148,11 @@ class Handler:
             async for item in self.fn(*args):
                 yield item
             return
-        loop = asyncio.get_running_loop()
         generator: Iterator[Any] = self.fn(*args)
         done = object()
-        context = contextvars.copy_context()
+        context = contextvars.copy_context()  # one context for all the generator's steps
         while True:
-            step = functools.partial(context.run, next, generator, done)
-            item = await loop.run_in_executor(_executor(), step)
+            item = await self.pool.run(context.run, next, generator, done)
             if item is done:
                 return
             yield item

@@ -221,3 +221,6 @@ AiFlowAction = (
 """Any action the application can send."""
 
 ACTION_CLASSES: tuple[type[BaseAction], ...] = get_args(AiFlowAction)
+
+ACTION_TYPES: frozenset[str] = frozenset(cls.model_fields["type"].default for cls in ACTION_CLASSES)
+"""Every action type this SDK models (what the emulator accepts as known)."""

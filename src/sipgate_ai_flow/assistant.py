@@ -6,41 +6,30 @@ import asyncio
 import hmac
 import logging
 import os
-import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._handlers import Handler, normalise, speak
-from ._sessions import Reply, SessionRegistry
-from .codec import ActionLike, dump_action, parse_event
-from .context import CallContext
-from .errors import ConfigurationError, HandlerError, SessionNotFoundError, StoreError
-from .events import (
-    BaseEvent,
-    UnknownEvent,
-    UserBargeInEvent,
-    UserSpeakEvent,
-)
-from .models import SessionInfo
+from ._handlers import DEFAULT_SYNC_HANDLER_THREADS, normalise
+from .codec import ActionLike, parse_event
+from .errors import ConfigurationError, HandlerError, SessionNotFoundError
+from .events import NO_REPLY_EVENTS, BaseEvent
 from .outbound import DEFAULT_BASE_URL, OutboundClient
-from .state import EventScope, MemoryStore, SessionState, SessionStore, store_from_url
+from .reply import Reply, ReplyRules
+from .runtime import CallRuntime, Middleware
+from .state import MemoryStore, SessionState, SessionStore, store_from_url
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["AiFlowAssistant", "ErrorReply"]
 
-logger = logging.getLogger("sipgate_ai_flow.dispatch")
-
 _H = TypeVar("_H", bound=Callable[..., Any])
+_M = TypeVar("_M", bound=Middleware)
 
 ErrorReply = str | ActionLike | Sequence[str | ActionLike]
 """What ``error_reply`` accepts: anything a handler may return except ``None``."""
-
-# Events the service never takes an answer for (protocol §3.2, §3.10).
-_NO_REPLY = frozenset({"session_end", "user_speech_started"})
 
 
 class AiFlowAssistant:
@@ -93,6 +82,7 @@ class AiFlowAssistant:
         hold_reply: str | ActionLike | Sequence[str | ActionLike] | None = None,
         response_timeout: float = 4.5,
         store: SessionStore | str | None = None,
+        sync_handler_threads: int = DEFAULT_SYNC_HANDLER_THREADS,
     ) -> None:
         """Create an assistant.
 
@@ -114,19 +104,21 @@ class AiFlowAssistant:
             webhook_token: the shared secret ("outgoing API token" of the AI Flow). When set,
                 every webhook POST and WebSocket upgrade must carry it in ``X-API-TOKEN``.
                 Defaults to the ``AIFLOW_WEBHOOK_TOKEN`` environment variable.
-            hold_after: seconds after which a still-running handler gets ``hold_reply`` sent
-                (HTTP: as the reply; WebSocket: pushed); the real answer follows when ready
-                (WebSocket) or with the reply to the call's next event (HTTP).
+            hold_after: seconds after a handler started when, if it has sent nothing yet,
+                ``hold_reply`` goes out, once (HTTP and in process: as the reply; WebSocket:
+                pushed); the real answer follows when ready (WebSocket) or with the reply to
+                the call's next event (HTTP).
             hold_reply: what to say while waiting (default ``"One moment, please."``).
-            response_timeout: HTTP only: the reply is sent after at most this many seconds,
-                with whatever is ready (the service waits about 5 s).
+            response_timeout: HTTP and in process: the reply goes out at most this many
+                seconds after the event arrived, with whatever is ready (the service waits
+                about 5 s).
             store: where per-call state (``ctx.state``), locks and queued actions live: a
                 ``SessionStore`` or a URL (``redis://...``). Default: the
                 ``AIFLOW_STORE_URL`` environment variable, else a ``MemoryStore`` (one process).
+            sync_handler_threads: how many sync handlers may run at once, each in its own
+                thread (default 128: enough for 100 calls blocked at once); when all are busy
+                the next waits, and a warning says so once.
         """
-        self._handlers: dict[str, Handler] = {}
-        self._on_unknown: Handler | None = None
-        self._on_error: Handler | None = None
         if api_key is not None:
             warnings.warn(
                 "AiFlowAssistant(api_key=...) is the old name of token=...",
@@ -135,7 +127,6 @@ class AiFlowAssistant:
             )
             token = token or api_key
         self._outbound = OutboundClient(token, base_url, http_client=http_client)
-        self.error_reply = error_reply
         token_env = os.environ.get("AIFLOW_WEBHOOK_TOKEN")
         self.webhook_token: str | None = webhook_token or token_env or None
         if hold_after is not None and hold_after <= 0:
@@ -144,17 +135,25 @@ class AiFlowAssistant:
             raise ConfigurationError(
                 f"response_timeout must be positive seconds, got {response_timeout!r}"
             )
-        self.hold_after = hold_after
-        self.hold_reply = hold_reply if hold_reply is not None else "One moment, please."
-        self.response_timeout = response_timeout
-        self._sessions = SessionRegistry()
         if store is None:
             store = os.environ.get("AIFLOW_STORE_URL") or MemoryStore()
-        self.store: SessionStore = store_from_url(store) if isinstance(store, str) else store
-        self._tasks: set[asyncio.Task[Any]] = set()
+        rules = ReplyRules(
+            hold_after,
+            hold_reply if hold_reply is not None else "One moment, please.",
+            response_timeout,
+        )
+        self.runtime = CallRuntime(
+            self,
+            store_from_url(store) if isinstance(store, str) else store,
+            rules,
+            sync_handler_threads=sync_handler_threads,
+        )
+        """The engine that runs events, for transports (``sipgate_ai_flow.runtime``)."""
+        self.runtime.error_reply = error_reply
         self.debug = debug
         if debug:
             logging.getLogger("sipgate_ai_flow").setLevel(logging.DEBUG)
+        # One entry per name in events.HANDLER_EVENTS (a test holds them equal).
         options = {
             "session_start": on_session_start,
             "user_speech_started": on_user_speech_started,
@@ -169,14 +168,58 @@ class AiFlowAssistant:
         }
         for event_type, fn in options.items():
             if fn is not None:
-                self._register(event_type, fn)
+                self.runtime.register(event_type, fn)
         if on_unknown is not None:
             self.on_unknown(on_unknown)
         if on_error is not None:
             self.on_error(on_error)
 
+    # Settings live in the runtime (what transports read); these keep them reachable here.
+
+    @property
+    def store(self) -> SessionStore:
+        """Where per-call state, locks and queued actions live."""
+        return self.runtime.store
+
+    @property
+    def hold_after(self) -> float | None:
+        """Seconds after a handler started when the hold reply goes out (``None``: never)."""
+        return self.runtime.rules.hold_after
+
+    @hold_after.setter
+    def hold_after(self, value: float | None) -> None:
+        self.runtime.rules.hold_after = value
+
+    @property
+    def hold_reply(self) -> Any:
+        """What the hold reply says."""
+        return self.runtime.rules.hold_reply
+
+    @hold_reply.setter
+    def hold_reply(self, value: Any) -> None:
+        self.runtime.rules.hold_reply = value
+
+    @property
+    def response_timeout(self) -> float:
+        """Seconds after an event arrived when its (HTTP, in-process) reply goes out."""
+        return self.runtime.rules.response_timeout
+
+    @response_timeout.setter
+    def response_timeout(self, value: float) -> None:
+        self.runtime.rules.response_timeout = value
+
+    @property
+    def error_reply(self) -> ErrorReply | None:
+        """Sent when a handler raises and there is no ``on_error``."""
+        reply: ErrorReply | None = self.runtime.error_reply
+        return reply
+
+    @error_reply.setter
+    def error_reply(self, value: ErrorReply | None) -> None:
+        self.runtime.error_reply = value
+
     def __repr__(self) -> str:  # never show the tokens
-        return f"AiFlowAssistant(handlers={sorted(self._handlers)})"
+        return f"AiFlowAssistant(handlers={self.runtime.handler_names()})"
 
     def check_token(self, presented: str | None) -> bool:
         """Whether ``presented`` (the ``X-API-TOKEN`` header) is acceptable, in constant
@@ -197,13 +240,7 @@ class AiFlowAssistant:
     # -- registration -------------------------------------------------------------------------
 
     def _register(self, event_type: str, fn: Callable[..., Any]) -> None:
-        what = f"on_{event_type} handler"
-        if event_type in self._handlers:
-            raise ConfigurationError(
-                f"an on_{event_type} handler is already registered "
-                f"({self._handlers[event_type].name}); register one handler per event type"
-            )
-        self._handlers[event_type] = Handler(fn, min_args=1, max_args=2, what=what)
+        self.runtime.register(event_type, fn)
 
     def on_session_start(self, handler: _H) -> _H:
         """Register the handler for ``session_start`` (decorator)."""
@@ -259,43 +296,73 @@ class AiFlowAssistant:
 
     def on_unknown(self, handler: _H) -> _H:
         """Register the handler for event types this SDK does not know (``UnknownEvent``)."""
-        if self._on_unknown is not None:
-            raise ConfigurationError("an on_unknown handler is already registered")
-        self._on_unknown = Handler(handler, min_args=1, max_args=2, what="on_unknown handler")
+        self.runtime.register_unknown(handler)
         return handler
 
     def on_error(self, handler: _H) -> _H:
         """Register the error hook ``(error, event)`` or ``(error, event, ctx)``: called when
         a handler raises; what it returns is sent instead."""
-        if self._on_error is not None:
-            raise ConfigurationError("an on_error handler is already registered")
-        self._on_error = Handler(handler, min_args=2, max_args=3, what="on_error handler")
+        self.runtime.register_error_hook(handler)
         return handler
+
+    def use(self, middleware: Middleware) -> None:
+        """Add a middleware ``async def middleware(event, ctx, call_next)``.
+
+        Middlewares run in the order added, around every handler call: ``await call_next()``
+        runs the rest of the chain and the handler and returns the handler's actions (a
+        generator handler's yields have gone out by then; it returns ``[]``). A middleware
+        returns what answers the event (anything a handler may return), may answer without
+        calling ``call_next``, and sees the handler's exception.
+
+        Example:
+            >>> import time
+            >>> assistant = AiFlowAssistant()
+            >>> async def timed(event, ctx, call_next):
+            ...     started = time.perf_counter()
+            ...     try:
+            ...         return await call_next()
+            ...     finally:
+            ...         ctx.logger.info("%s took %.3f s", event.type, time.perf_counter() - started)
+            >>> assistant.use(timed)
+        """
+        self.runtime.use(middleware)
+
+    def middleware(self, middleware: _M) -> _M:
+        """``use`` as a decorator (``@assistant.middleware``)."""
+        self.runtime.use(middleware)
+        return middleware
 
     # -- dispatch -----------------------------------------------------------------------------
 
     async def handle_event(
-        self, event: BaseEvent | bytes | bytearray | str | Mapping[str, Any]
+        self,
+        event: BaseEvent | bytes | bytearray | str | Mapping[str, Any],
+        *,
+        budget: bool = True,
     ) -> list[ActionLike]:
-        """Run the handler for one event and return the actions to send, in order.
+        """Run the handler for one event and return the actions to send, in order: what the
+        webhook would answer.
 
         ``event`` is an event model or a payload (JSON ``bytes``/``str`` or a ``dict``). The
         result starts with any actions pushed for the call since its previous event
-        (``ctx.send``, ``push``). Raises ``InvalidEventError`` for an invalid payload and
-        ``HandlerError`` when a handler fails and neither ``on_error`` nor ``error_reply``
-        answers.
+        (``ctx.send``, ``push``). As over HTTP, it returns within ``response_timeout`` (with
+        ``hold_after``: the hold reply once the handler has run that long without answering)
+        and a slower handler goes on in the background, its answer joining the call's next
+        reply; ``budget=False`` waits for the handler instead. Raises ``InvalidEventError``
+        for an invalid payload and ``HandlerError`` when a handler fails and neither
+        ``on_error`` nor ``error_reply`` answers.
         """
         if not isinstance(event, BaseEvent):
             event = parse_event(event)
-        answers = event.type not in _NO_REPLY
-        session: SessionInfo | None = event.session
-        reply = Reply(session.id if session is not None else None, self._deliver, open=answers)
-        try:
-            await self._dispatch(event, reply)
-        except BaseException:
-            await reply.abandon()
-            raise
-        return reply.close() if answers else []
+        session = event.session
+        session_id = session.id if session is not None else None
+        if event.type in NO_REPLY_EVENTS:
+            await self.runtime.dispatch(event, Reply(self.runtime, session_id, False))
+            return []
+        ready: asyncio.Future[list[ActionLike]] = asyncio.get_running_loop().create_future()
+        kind = _Collected if budget else _Unbudgeted
+        reply = kind(self.runtime, session_id, True, ready)
+        return await self.runtime.respond(self.runtime.dispatch(event, reply), ready)
 
     def state(self, session_id: str) -> SessionState:
         """The state of a call, from outside its handlers (e.g. a CRM callback)."""
@@ -308,223 +375,12 @@ class AiFlowAssistant:
         over HTTP they go out with the reply to the call's next event. The call must be live:
         started and not ended (``SessionNotFoundError`` otherwise).
         """
-        local = self._sessions.get(session_id)
+        local = self.runtime.live(session_id)
         if local is None and not await self.store.exists(session_id):
             raise SessionNotFoundError(session_id)
         if local is not None and local.ended:
             raise SessionNotFoundError(session_id)
-        await self._deliver(session_id, normalise(list(actions), session_id, "push"))
-
-    async def _deliver(self, session_id: str, actions: list[ActionLike]) -> None:
-        """Get actions to a call now: its WebSocket here or on another worker, else its
-        outbox for the next HTTP reply."""
-        if not actions:
-            return
-        local = self._sessions.get(session_id)
-        if local is not None:
-            if local.ended:
-                logger.warning(
-                    "%d action(s) for session %s dropped: the call has ended",
-                    len(actions),
-                    session_id,
-                )
-                return
-            if local.sender is not None:
-                await local.sender(actions)
-                return
-        payload = [dump_action(action) for action in actions]
-        if not await self.store.route(session_id, payload):
-            await self.store.enqueue(session_id, payload)
-
-    async def _dispatch(
-        self,
-        event: BaseEvent,
-        reply: Reply,
-        finished: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Handle one event: take its call's lock and state, run its handler (every batch of
-        actions goes to ``reply``), save the state and unlock. Raises ``HandlerError`` as
-        ``handle_event`` does.
-
-        ``finished`` runs once the handler is done and before the state is saved and the lock
-        released: the HTTP transport sends its reply there, so saving costs the caller no
-        time (the call's next event still waits for the lock). Events without a session
-        have no lock, no state and no ``finished``.
-
-        One coroutine from lock to unlock: every call and every await on this path is paid by
-        every event, and a WebSocket server spends a good part of its time on them.
-        """
-        event_type = event.type
-        session: SessionInfo | None = event.session
-        answers = event_type not in _NO_REPLY
-        session_id = None
-        scope = None
-        local = None
-        if session is not None:
-            session_id = session.id
-            try:
-                scope = await self.store.acquire(session_id, start=event_type == "session_start")
-            except StoreError as exc:
-                logger.error(
-                    "state store unavailable for %s (session %s): %s",
-                    event_type,
-                    session_id,
-                    exc,
-                )
-                actions = await self._failed(exc, event, None, "the state store")
-                if actions and answers:
-                    await reply.emit(actions)
-                return
-            if event_type == "session_end":  # actions pushed from now on are dropped
-                local = self._sessions.open(session_id)
-                local.ended = True
-            if scope.outbox:
-                if reply.open:
-                    reply.pending = [*scope.outbox, *reply.pending]
-                elif local is None:
-                    await self._deliver(session_id, list(scope.outbox))
-        ctx: CallContext | None = None
-        try:
-            handler = self._handlers.get(event_type)
-            if (
-                handler is None
-                or event_type == "user_barge_in"
-                or getattr(event, "barged_in", False)
-            ):
-                handler, event = self._route(event)  # barge-ins and unknown events
-            if handler is not None:
-                debug = logger.isEnabledFor(logging.DEBUG)
-                started = time.perf_counter() if debug else 0.0
-                # One-argument handlers never see a context: build it only when it can be used.
-                if handler.arity > 1 or handler.streams:
-                    ctx = self._context(event, reply, scope)
-                count = 0
-                try:
-                    if handler.streams:
-                        async for item in handler.iterate(event, ctx):
-                            actions = normalise(item, session_id, handler.name)
-                            count += len(actions)
-                            if actions and answers:
-                                await reply.emit(actions)
-                    else:
-                        if handler.direct:  # an async (event) handler: the common case, as is
-                            result = await handler.fn(event)
-                        else:
-                            result = await handler(event, ctx)
-                        if type(result) is str:
-                            actions = [speak(session_id, result)]
-                        else:
-                            actions = normalise(result, session_id, handler.name)
-                        count = len(actions)
-                        if actions and answers:
-                            if reply.open:
-                                reply.actions.extend(actions)
-                                reply.emitted = True
-                            else:
-                                await reply.emit(actions)
-                except Exception as exc:
-                    if ctx is None:
-                        ctx = self._context(event, reply, scope)
-                    actions = await self._failed(exc, event, ctx, handler.name)
-                    if actions and answers:
-                        await reply.emit(actions)
-                if count and not answers:
-                    logger.warning(
-                        "%s returned %d action(s) for %s (session %s); the service takes no "
-                        "answer to this event, so they were dropped (use ctx.send to push "
-                        "actions)",
-                        handler.name,
-                        count,
-                        event_type,
-                        session_id,
-                    )
-                if debug:
-                    logger.debug(
-                        "%s session=%s handler=%s actions=%d in %.2f ms",
-                        event_type,
-                        session_id,
-                        handler.name,
-                        count,
-                        (time.perf_counter() - started) * 1000,
-                    )
-            if finished is not None and scope is not None:
-                await finished()
-        finally:
-            if scope is not None:
-                try:
-                    state = ctx._state if ctx is not None else None
-                    if state is None:  # the handler never looked at its state
-                        await self.store.release(scope, drop=local is not None)
-                    else:
-                        await self.store.release(
-                            scope,
-                            changes=state.changes,
-                            deleted=state.deleted,
-                            drop=local is not None,
-                        )
-                except StoreError as exc:
-                    logger.error("state of session %s not saved: %s", session_id, exc)
-                finally:
-                    if local is not None:
-                        self._sessions.close(local)
-
-    def _route(self, event: BaseEvent) -> tuple[Handler | None, BaseEvent]:
-        event_type = event.type
-        handler = self._handlers.get(event_type)
-        if isinstance(event, UserSpeakEvent):
-            if event.barged_in:
-                handler = self._handlers.get("user_barge_in", handler)
-        elif isinstance(event, UserBargeInEvent):
-            handler = self._handlers.get("user_barge_in") or self._handlers.get("user_speak")
-            event = UserSpeakEvent(
-                session=event.session, text=event.text, barged_in=True, **(event.model_extra or {})
-            )
-        elif handler is None and isinstance(event, UnknownEvent):
-            handler = self._on_unknown
-        return handler, event
-
-    def _context(self, event: BaseEvent, reply: Reply, scope: EventScope | None) -> CallContext:
-        if scope is None:
-            return CallContext(event, self, reply, None, False)  # type: ignore[arg-type]
-        return CallContext(event, self, reply, scope.data, scope.starts > 1)  # type: ignore[arg-type]
-
-    async def _failed(
-        self, exc: Exception, event: BaseEvent, ctx: CallContext | None, handler_name: str
-    ) -> list[ActionLike]:
-        session_id = event.session.id if event.session is not None else None
-        if ctx is None:
-            reply = Reply(session_id, self._deliver, open=False)
-            ctx = CallContext(event, self, reply, None, False)  # type: ignore[arg-type]
-        logger.error(
-            "handler %s raised %s on %s (session %s)",
-            handler_name,
-            type(exc).__name__,
-            event.type,
-            session_id,
-            exc_info=exc,
-        )
-        if self._on_error is not None:
-            try:
-                return normalise(
-                    await self._on_error(exc, event, ctx), session_id, self._on_error.name
-                )
-            except Exception as hook_exc:
-                logger.error(
-                    "on_error hook %s raised %s on %s (session %s)",
-                    self._on_error.name,
-                    type(hook_exc).__name__,
-                    event.type,
-                    session_id,
-                    exc_info=hook_exc,
-                )
-                if event.type in _NO_REPLY:
-                    return []
-                raise HandlerError(event.type, session_id, self._on_error.name) from hook_exc
-        if self.error_reply is not None:
-            return normalise(self.error_reply, session_id, "error_reply")
-        if event.type in _NO_REPLY:
-            return []
-        raise HandlerError(event.type, session_id, handler_name) from exc
+        await self.runtime.deliver(session_id, normalise(list(actions), session_id, "push"))
 
     # -- outbound calls and lifecycle ---------------------------------------------------------
 
@@ -551,18 +407,9 @@ class AiFlowAssistant:
         state store is reachable, raising ``StoreError`` with a clear message if not."""
         await self.store.connect()
 
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        """Hold a background task (a handler outliving its reply) until it ends or aclose."""
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def aclose(self) -> None:
         """Release what the assistant holds: background handler tasks, the outbound client."""
-        tasks = [task for task in self._tasks if not task.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runtime.aclose()
         await self._outbound.aclose()
         await self.store.close()
 
@@ -576,3 +423,29 @@ class AiFlowAssistant:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class _Collected(Reply):
+    """``handle_event``'s reply: the response (or the failure) becomes ``channel``'s result."""
+
+    __slots__ = ()
+
+    async def send(self, actions: list[ActionLike]) -> None:
+        if not self.channel.done():
+            self.channel.set_result(actions)
+
+    async def send_failure(self, error: HandlerError) -> None:
+        if not self.channel.done():
+            self.channel.set_exception(error)
+
+
+class _Unbudgeted(_Collected):
+    """``handle_event(budget=False)``: waits for the handler; no budget, no hold reply."""
+
+    __slots__ = ()
+
+    def arm(self) -> None:
+        pass
+
+    def started(self) -> None:
+        pass

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._handlers import normalise
+from .state import SessionState
+
 if TYPE_CHECKING:
-    from ._sessions import Reply
     from .assistant import AiFlowAssistant
     from .codec import ActionLike
-    from .events import AiFlowEvent
+    from .events import AiFlowEvent, BaseEvent
     from .models import SessionInfo
-    from .state import SessionState
+    from .reply import Reply
+    from .state import EventScope
 
 __all__ = ["CallContext"]
 
@@ -39,21 +42,21 @@ class CallContext:
 
     def __init__(
         self,
-        event: AiFlowEvent,
+        event: BaseEvent,
         assistant: AiFlowAssistant,
         reply: Reply,
-        state_data: dict[str, Any] | None = None,
-        returning: bool = False,
+        scope: EventScope | None = None,
     ) -> None:
-        self.event: AiFlowEvent = event
+        # Events reach here parsed, so always one of the AiFlowEvent classes.
+        self.event: AiFlowEvent = event  # type: ignore[assignment]
         """The event being handled."""
         self.assistant: AiFlowAssistant = assistant
         """The assistant handling it."""
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._reply = reply
         self._state: SessionState | None = None
-        self._state_data = state_data
-        self.returning: bool = returning
+        self._state_data = scope.data if scope is not None else None
+        self.returning: bool = scope is not None and scope.starts > 1
         """``True`` on a repeated ``session_start``: the caller is back from a failed transfer."""
 
     @property
@@ -67,9 +70,13 @@ class CallContext:
             if self._state_data is None:  # outside the call's lock: straight to the store
                 self._state = self.assistant.state(session_id)
             else:  # loaded with the call's lock: saved when the handler ends
-                from .state import SessionState  # noqa: PLC0415 - avoids an import cycle
-
                 self._state = SessionState(self.assistant.store, session_id, self._state_data)
+        return self._state
+
+    @property
+    def used_state(self) -> SessionState | None:
+        """The state the handler looked at (``None`` if it never did): what the runtime
+        saves before the reply goes out."""
         return self._state
 
     async def send(self, *actions: str | ActionLike) -> None:
@@ -79,8 +86,6 @@ class CallContext:
         while it is still being assembled, and otherwise the reply to the call's next event.
         A ``str`` is spoken, like a handler's return value.
         """
-        from ._handlers import normalise  # noqa: PLC0415 - avoids an import cycle
-
         await self._reply.emit(normalise(list(actions), self.session_id, "ctx.send"))
 
     @property

@@ -156,3 +156,17 @@ AiFlowEvent = KnownEvent | UnknownEvent
 """Any event the assistant can receive."""
 
 KNOWN_EVENT_CLASSES: tuple[type[BaseEvent], ...] = get_args(KnownEvent)
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.model_fields["type"].default for cls in KNOWN_EVENT_CLASSES
+)
+"""Every event type this SDK models, in protocol order: the one list the enum
+(``AiFlowEventType``), the handler table and the emulator are checked against."""
+
+HANDLER_EVENTS: frozenset[str] = frozenset(EVENT_TYPES)
+"""The event types a handler may be registered for (``on_<type>``; ``user_barge_in`` also
+takes barge-ins that come as ``user_speak`` with ``barged_in: true``)."""
+
+NO_REPLY_EVENTS: frozenset[str] = frozenset({"session_end", "user_speech_started"})
+"""Events the service takes no answer for (protocol §3.2, §3.10): over HTTP they get ``204``
+at once, and what their handlers return is dropped with a warning."""

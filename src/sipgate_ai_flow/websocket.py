@@ -31,11 +31,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._eager import start
-from ._handlers import normalise
-from ._sessions import Reply, Session
+from ._sessions import Session
 from .codec import ActionLike, dump_actions, parse_event
-from .errors import HandlerError, InvalidActionError, InvalidEventError, StoreError
+from .errors import InvalidActionError, InvalidEventError
 from .events import BaseEvent
+from .reply import Reply
 
 if TYPE_CHECKING:
     from .assistant import AiFlowAssistant
@@ -56,7 +56,7 @@ class _Connection:
     """One socket: each call's events are handled in order, different calls concurrently."""
 
     def __init__(self, assistant: AiFlowAssistant, send: Send) -> None:
-        self.assistant = assistant
+        self.runtime = assistant.runtime
         self._send = send  # ASGI's: one message per frame
         # Frames never interleave: one send at a time, the others wait in order (a lock
         # that costs nothing when free, unlike asyncio.Lock's two coroutines per send).
@@ -64,11 +64,10 @@ class _Connection:
         self._send_waiters: deque[asyncio.Future[None]] = deque()
         # Calls with a handler waiting on something (a slow handler, Redis), and the events
         # that arrived for them meanwhile. A call not in here is idle.
-        self._workers: dict[str | None, asyncio.Task[None]] = {}
-        self._queues: dict[str | None, deque[BaseEvent]] = {}
-        self._timers: set[asyncio.Task[None]] = set()
-        self._sessions: dict[str, Session] = {}
-        self._ending: set[str | None] = set()
+        self.workers: dict[str | None, asyncio.Task[None]] = {}
+        self.queues: dict[str | None, deque[BaseEvent]] = {}
+        self.sessions: dict[str, Session] = {}
+        self.ending: set[str | None] = set()
         self._claimed: set[str] = set()
         self.closed = False
 
@@ -114,53 +113,33 @@ class _Connection:
                 return
         self._sending = False
 
-    async def _serve(self, key: str | None, event: BaseEvent) -> None:
-        # Runs at once from the read loop; only if it has to wait does it become the call's
-        # worker, and then it also handles the events that arrived meanwhile.
-        assistant = self.assistant
+    async def serve(self, key: str | None, event: BaseEvent) -> None:
+        """Handle ``event`` and then the events of its call that arrived meanwhile.
+
+        Runs at once from the read loop; only if it has to wait does it become the call's
+        worker (``workers[key]``), and the read loop queues the call's next events for it.
+        """
+        runtime = self.runtime
         try:
             while True:
                 session = event.session
                 session_id = session.id if session is not None else None
                 if session_id is not None and session_id not in self._claimed:
                     self._claimed.add(session_id)
-                    try:  # pushes from other workers reach this socket
-                        await assistant.store.claim(session_id, assistant._deliver)
-                    except StoreError as exc:
-                        logger.error("WebSocket of session %s not announced: %s", session_id, exc)
-                reply = _Turn(self, session_id)
-                timer = None
-                answers = event.type not in ("session_end", "user_speech_started")
-                if assistant.hold_after is not None and session_id is not None and answers:
-                    timer = asyncio.get_running_loop().call_later(
-                        assistant.hold_after, self._hold, reply, session_id
-                    )
+                    await runtime.claim(session_id)  # pushes from other workers reach us
                 try:
-                    await assistant._dispatch(event, reply)
-                except HandlerError:
-                    pass  # logged by the assistant; the socket stays open and nothing is sent
+                    await runtime.dispatch(event, _Turn(runtime, session_id, False, self))
                 finally:
-                    if timer is not None:
-                        timer.cancel()
                     if event.type == "session_end" and session_id is not None:
-                        self._sessions.pop(session_id, None)
-                queue = self._queues.get(key)
+                        self.sessions.pop(session_id, None)
+                queue = self.queues.get(key)
                 if not queue:
                     return
                 event = queue.popleft()
         finally:
             # No await between the last check and here: the read loop sees a consistent state.
-            self._workers.pop(key, None)
-            self._queues.pop(key, None)
-
-    def _hold(self, reply: Reply, session_id: str) -> None:
-        if reply.emitted or self.closed:
-            return
-        reply.emitted = True
-        actions = normalise(self.assistant.hold_reply, session_id, "hold_reply")
-        task = asyncio.get_running_loop().create_task(self.send(actions))
-        self._timers.add(task)
-        task.add_done_callback(self._timers.discard)
+            self.workers.pop(key, None)
+            self.queues.pop(key, None)
 
     async def close(self) -> None:
         """Cancel this connection's pending work and detach its calls.
@@ -169,49 +148,32 @@ class _Connection:
         handler completes; everything else is cancelled at once.
         """
         self.closed = True
-        ending = [task for key, task in self._workers.items() if key in self._ending]
+        ending = [task for key, task in self.workers.items() if key in self.ending]
         if ending:
             await asyncio.wait(ending, timeout=_CLEANUP_GRACE)
-        tasks = [*self._workers.values(), *self._timers]
+        tasks = list(self.workers.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for live in self._sessions.values():
-            if live.sender == self.send:
-                live.sender = None
-        self._sessions.clear()
-        for session_id in self._claimed:
-            try:
-                await self.assistant.store.unclaim(session_id)
-            except StoreError as exc:
-                logger.warning("WebSocket of session %s not released: %s", session_id, exc)
+        for session_id in {*self.sessions, *self._claimed}:
+            await self.runtime.detach(session_id, self.send, claimed=session_id in self._claimed)
+        self.sessions.clear()
 
 
 class _Turn(Reply):
-    """The reply to one event on this socket: its actions go straight out on it."""
+    """The reply to one event on this socket (``channel``): its actions go straight out."""
 
-    __slots__ = ("connection",)
+    __slots__ = ()
+    streaming = True
 
-    def __init__(self, connection: _Connection, session_id: str | None) -> None:
-        # Reply's fields, set here rather than through super().__init__: one call less per
-        # event on the hot path.
-        self.session_id = session_id
-        self.deliver = connection.assistant._deliver
-        self.open = False
-        self.actions: list[ActionLike] = []
-        self.pending: list[ActionLike] = []
-        self.emitted = False
-        self.connection = connection
-
-    async def emit(self, actions: list[ActionLike]) -> None:
-        connection = self.connection
+    async def send(self, actions: list[ActionLike]) -> None:
+        connection: _Connection = self.channel
         session_id = self.session_id
-        live = connection._sessions.get(session_id) if session_id is not None else None
+        live = connection.sessions.get(session_id) if session_id is not None else None
         if live is None or live.ended or connection.closed:
-            await super().emit(actions)  # the assistant drops them (with a warning) or routes them
+            await Reply.send(self, actions)  # the runtime drops them (with a warning) or routes
             return
-        self.emitted = True
         await connection.send(actions)
 
 
@@ -224,9 +186,10 @@ async def serve_asgi_websocket(assistant: AiFlowAssistant, receive: Receive, sen
     send nothing more is sent on the socket.
     """
     connection = _Connection(assistant, send)
-    sessions = connection._sessions
-    workers = connection._workers
-    queues = connection._queues
+    runtime = connection.runtime
+    sessions = connection.sessions
+    workers = connection.workers
+    queues = connection.queues
     try:
         while True:
             message = await receive()
@@ -245,16 +208,15 @@ async def serve_asgi_websocket(assistant: AiFlowAssistant, receive: Receive, sen
             session = event.session
             key = session.id if session is not None else None
             if key is not None and key not in sessions:
-                live = sessions[key] = assistant._sessions.open(key)
-                live.sender = connection.send
+                sessions[key] = runtime.attach(key, connection.send)
             if event.type == "session_end":
-                connection._ending.add(key)
+                connection.ending.add(key)
             if key in workers:  # still handling an earlier event: this one waits its turn
                 queues[key].append(event)
                 continue
             try:
-                task = start(connection._serve(key, event))
-            except Exception:  # _serve lets only bugs through; keep serving the socket
+                task = start(connection.serve(key, event))
+            except Exception:  # serve lets only bugs through; keep serving the socket
                 logger.exception("%s of session %s failed", event.type, key)
                 continue
             except asyncio.CancelledError:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..events import NO_REPLY_EVENTS
 from .transports import AppTransport, Exchange
 from .validate import Finding, check_actions, wav_info
 
@@ -373,7 +374,7 @@ class EmulatedCall:
         self._record("event", event)
         exchange = await self.transport.send(event)
         self.latencies.append((event_type, exchange.latency))
-        if event_type in ("session_end", "user_speech_started"):
+        if event_type in NO_REPLY_EVENTS:
             for finding in exchange.findings:
                 self._finding(finding, event_type)
             if exchange.items:

@@ -16,24 +16,14 @@ import wave
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..actions import ACTION_TYPES
 from ..codec import parse_action
 from ..errors import InvalidActionError
 
 __all__ = ["Finding", "check_actions", "decode_frame", "parse_reply", "wav_info"]
 
-KNOWN_TYPES = frozenset(
-    {
-        "speak",
-        "audio",
-        "mix_audio",
-        "hangup",
-        "transfer",
-        "barge_in",
-        "configure_transcription",
-        "send_sms",
-        "configure_voice_to_voice",
-    }
-)
+KNOWN_TYPES = ACTION_TYPES
+"""The action types the emulator knows: the SDK's own list."""
 
 
 @dataclass
