@@ -99,7 +99,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self.pool._forget(self)
+        self.pool.forget(self)
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
@@ -324,7 +324,7 @@ class HttpPool:
         self._open.add(protocol)
         return protocol
 
-    def _forget(self, connection: _Connection) -> None:
+    def forget(self, connection: _Connection) -> None:
         self._open.discard(connection)
         # Closed while idle (the server's keep-alive timeout): do not hand it out again.
         if connection.waiter is None and connection in self._idle:

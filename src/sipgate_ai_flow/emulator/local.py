@@ -86,7 +86,8 @@ async def serve_locally(
     )
     server = uvicorn.Server(config)
     # The host program owns Ctrl-C; uvicorn's serve() would take over the signal handlers.
-    task = asyncio.get_running_loop().create_task(server._serve(sockets=[sock]))
+    # uvicorn has no public way to serve given sockets without its signal handlers.
+    task = asyncio.get_running_loop().create_task(server._serve(sockets=[sock]))  # noqa: SLF001
     try:
         while not server.started:
             if task.done():
