@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._handlers import normalise
@@ -36,12 +36,9 @@ from .errors import HandlerError
 if TYPE_CHECKING:
     from .runtime import CallRuntime
 
-__all__ = ["Deliver", "Reply", "ReplyRules"]
+__all__ = ["Reply", "ReplyRules"]
 
 logger = logging.getLogger("sipgate_ai_flow.dispatch")
-
-Deliver = Callable[[str, list[ActionLike]], Awaitable[None]]
-"""``(session_id, actions)``: get actions to a call wherever it is (``CallRuntime.deliver``)."""
 
 
 class ReplyRules:
