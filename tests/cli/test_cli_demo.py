@@ -14,7 +14,7 @@ import pytest
 from sipgate_ai_flow.cli import main
 from sipgate_ai_flow.cli.demo import SCRIPT, demo
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def in_order(text: str, *parts: str) -> None:

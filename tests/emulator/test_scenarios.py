@@ -30,7 +30,7 @@ from sipgate_ai_flow.emulator.scenario import (
     run_scenario,
 )
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 SCENARIOS = sorted((ROOT / "examples" / "scenarios").glob("*.yaml"))
 
 

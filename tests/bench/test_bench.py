@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from bench import dispatch
 from bench._timing import table
+
+from bench import dispatch
 
 
 async def test_dispatch_benchmark_runs_and_both_sides_do_the_same_work():

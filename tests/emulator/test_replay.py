@@ -18,7 +18,7 @@ from sipgate_ai_flow.emulator.record import read_transcript, save_transcript
 from sipgate_ai_flow.emulator.replay import replay
 from sipgate_ai_flow.testing import simulate_call
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def record(path: Path, target: Any = demo, **options: Any) -> None:

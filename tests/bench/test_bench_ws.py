@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench import _ws_apps, _ws_client, websocket
 from bench.http import BenchError, ServerSpec
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
+
+from bench import _ws_apps, _ws_client, websocket
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, uses taskset")
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench import _http_apps, http
 from bench.dispatch import BODY
+
+from bench import _http_apps, http
 
 # Captured from `wrk -t1 -c64 -d2s --latency -s post.lua URL` against the ceiling app.
 WRK_OUTPUT = """\

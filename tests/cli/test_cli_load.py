@@ -24,7 +24,7 @@ from sipgate_ai_flow.emulator._fasthttp import HttpPool, LeanHttpTransport
 from sipgate_ai_flow.emulator.load import LoadReport, LoadTest, run_load
 from sipgate_ai_flow.emulator.scenario import parse_scenario
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 ECHO = ROOT / "examples" / "echo.py"
 ECHO_SCRIPT = ROOT / "examples" / "scenarios" / "echo.yaml"
 AIFLOW = str(Path(sys.executable).with_name("aiflow"))

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from sipgate_ai_flow.asgi import create_app
 from sipgate_ai_flow.cli._target import load_assistant
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 Step = tuple[dict[str, Any], list[dict[str, Any]]]
 

@@ -64,8 +64,8 @@ from sipgate_ai_flow import (
 from sipgate_ai_flow.actions import ACTION_CLASSES
 from sipgate_ai_flow.events import KNOWN_EVENT_CLASSES
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PROTOCOL = Path(__file__).parents[2] / "shared" / "protocol.md"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+PROTOCOL = Path(__file__).parents[3] / "shared" / "protocol.md"
 
 # Written out by hand on purpose: the fixture tests must not trust the models' own defaults.
 EVENT_CLASSES: dict[str, type[BaseEvent]] = {

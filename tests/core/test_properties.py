@@ -50,7 +50,7 @@ from sipgate_ai_flow import (
     parse_event,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 EVENT_CLASSES: dict[str, type[BaseEvent]] = {
     "session_start": SessionStartEvent,

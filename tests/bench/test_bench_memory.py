@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from bench import http, memory, websocket
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

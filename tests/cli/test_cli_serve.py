@@ -15,7 +15,7 @@ import pytest
 from sipgate_ai_flow import AiFlowAssistant, ConfigurationError
 from sipgate_ai_flow.cli._target import load_assistant
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 ECHO = ROOT / "examples" / "echo.py"
 
 

@@ -32,7 +32,7 @@ from sipgate_ai_flow.cli.call import talk
 from sipgate_ai_flow.emulator import CallConfig, InProcessTransport
 from sipgate_ai_flow.emulator.record import read_transcript
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 ECHO = "examples/echo.py"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

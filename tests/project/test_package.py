@@ -78,7 +78,8 @@ def test_python_dash_m_and_help(capsys: pytest.CaptureFixture[str]):
 
 
 def test_demo_runs_a_scripted_call(capsys: pytest.CaptureFixture[str]):
-    # stdin is no terminal under pytest: the demo's script plays the caller (tests/test_cli_demo.py)
+    # stdin is no terminal under pytest: the demo's script plays the caller
+    # (tests/cli/test_cli_demo.py)
     assert main(["demo", "--speaking-rate", "500"]) == 0
     out = capsys.readouterr().out
     assert "assistant Welcome to the demo front desk!" in out

@@ -11,7 +11,7 @@ from sipgate_ai_flow import AiFlowAssistant
 from sipgate_ai_flow.cli._target import load_assistant
 from sipgate_ai_flow.testing import simulate_call
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 TRANSPORTS = ["inprocess", "http", "websocket"]
 
 
