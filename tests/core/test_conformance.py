@@ -2,12 +2,12 @@
 
 Two kinds of checks live here:
 
-* the JSON examples of ``shared/protocol.md`` and the original doc pages, stored one per file
+* the JSON examples of the protocol reference and the original doc pages, stored one per file
   under ``tests/fixtures/`` (see the README there), parse into the right model and dump back
   unchanged; the examples that contradict the preferred protocol are rejected;
-* ``shared/protocol.md`` is read and its event/action lists, field tables and enum values are
-  compared with the models, so a type or field added to the contract fails here until the SDK
-  follows.
+* ``docs/protocol.md``, the repository's own reference of the wire contract, is read and its
+  event/action lists, field tables and enum values are compared with the models, so a type or
+  field added to the contract fails here until the SDK follows.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from sipgate_ai_flow.actions import ACTION_CLASSES
 from sipgate_ai_flow.events import KNOWN_EVENT_CLASSES
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-PROTOCOL = Path(__file__).parents[3] / "shared" / "protocol.md"
+PROTOCOL = Path(__file__).parents[2] / "docs" / "protocol.md"
 
 # Written out by hand on purpose: the fixture tests must not trust the models' own defaults.
 EVENT_CLASSES: dict[str, type[BaseEvent]] = {
@@ -260,8 +260,8 @@ def test_invalid_event_examples_are_rejected(path: Path):
 def protocol() -> str:
     if not PROTOCOL.is_file():
         pytest.fail(
-            f"the wire contract {PROTOCOL} is missing: the conformance tests read it from the "
-            "'shared/' directory beside the repository checkout"
+            f"the wire contract {PROTOCOL} is missing: the conformance tests read it from "
+            "docs/protocol.md in this repository"
         )
     return PROTOCOL.read_text(encoding="utf-8")
 
