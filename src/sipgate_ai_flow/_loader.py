@@ -5,41 +5,61 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..assistant import AiFlowAssistant
-from ..errors import ConfigurationError
+from .assistant import AiFlowAssistant
+from .errors import ConfigurationError
 
-URL_SCHEMES = ("http://", "https://", "ws://", "wss://")
-
-
-def resolve_target(target: str) -> AiFlowAssistant | str:
-    """A URL stays a URL (the app runs elsewhere); anything else is loaded in process."""
-    if target.startswith(URL_SCHEMES):
-        return target
-    return load_assistant(target)
+__all__ = ["describe_error", "load_assistant"]
 
 
 def load_assistant(target: str) -> AiFlowAssistant:
     """Import ``target`` and return the ``AiFlowAssistant`` it names.
 
     Without ``:attr``, the module's ``assistant`` attribute is used, or else its only
-    ``AiFlowAssistant`` instance.
+    ``AiFlowAssistant`` instance. Every failure, the app's own import errors included, is a
+    ``ConfigurationError`` of one line that says where (no traceback for a command to print).
     """
     module_ref, _, attr = target.partition(":")
-    if module_ref.endswith(".py") and ":" not in target[:2]:
-        module = _import_file(Path(module_ref))
-    else:
-        try:
-            module = importlib.import_module(module_ref)
-        except ModuleNotFoundError as exc:
-            raise ConfigurationError(
-                f"cannot import {module_ref!r}: {exc}. Give a module path (pkg.module:attr) "
-                "importable from the current directory, or a .py file"
-            ) from exc
+    try:
+        if module_ref.endswith(".py") and ":" not in target[:2]:
+            module = _import_file(Path(module_ref))
+        else:
+            try:
+                module = importlib.import_module(module_ref)
+            except ModuleNotFoundError as exc:
+                if exc.name is not None and not (
+                    module_ref == exc.name or module_ref.startswith(exc.name + ".")
+                ):
+                    raise  # the app imports something missing: say where, below
+                raise ConfigurationError(
+                    f"cannot import {module_ref!r}: {exc}. Give a module path "
+                    "(pkg.module:attr) importable from the current directory, or a .py file"
+                ) from exc
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # the app's own code failed while importing
+        raise ConfigurationError(f"cannot load {target}: {_where(exc)}") from exc
     return _pick(module, attr, target)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` (its first line), for one line of a command's output."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """``Type: message (file:line)``: enough to find a mistake in the app without a traceback."""
+    if isinstance(exc, SyntaxError):  # its message names the file and line already
+        return describe_error(exc)
+    # The innermost frame of the app's code, not of the import machinery.
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return describe_error(exc) + where
 
 
 def _import_file(path: Path) -> ModuleType:

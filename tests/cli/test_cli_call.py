@@ -24,10 +24,10 @@ from sipgate_ai_flow import (
     SpeakAction,
     TransferAction,
 )
+from sipgate_ai_flow._loader import load_assistant
 from sipgate_ai_flow.asgi import create_app
 from sipgate_ai_flow.cli import main
 from sipgate_ai_flow.cli._console import Command, InputError, parse_line
-from sipgate_ai_flow.cli._target import load_assistant
 from sipgate_ai_flow.cli.call import talk
 from sipgate_ai_flow.emulator import CallConfig, InProcessTransport
 from sipgate_ai_flow.emulator.record import read_transcript

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from sipgate_ai_flow import AiFlowAssistant
+from sipgate_ai_flow._loader import load_assistant
 from sipgate_ai_flow.asgi import create_app
-from sipgate_ai_flow.cli._target import load_assistant
 from sipgate_ai_flow.emulator._fasthttp import HttpPool, LeanHttpTransport
 from sipgate_ai_flow.emulator.load import LoadReport, LoadTest, run_load
 from sipgate_ai_flow.emulator.scenario import parse_scenario
@@ -466,7 +466,7 @@ def test_cli_bad_target_exits_2_without_a_traceback():
     ("args", "message"),
     [
         (["http://127.0.0.1:9/webhook"], "cannot connect to 127.0.0.1:9"),
-        (["ftp://example.com/app"], "cannot import 'ftp'"),
+        (["ftp://example.com/app"], "a target URL starts with http(s):// or ws(s)://"),
         ([str(ECHO), "--script", "missing.yaml"], "missing.yaml: cannot read"),
         ([str(ECHO), "--concurrency", "0"], "--concurrency must be greater than 0"),
         ([str(ECHO), "--rate", "nan"], "--rate must be greater than 0"),

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sipgate_ai_flow import AiFlowAssistant, ConfigurationError
-from sipgate_ai_flow.cli._target import load_assistant
+from sipgate_ai_flow._loader import load_assistant
 
 ROOT = Path(__file__).parents[2]
 ECHO = ROOT / "examples" / "echo.py"

@@ -232,7 +232,7 @@ def test_against_a_url(live_server: Any, tmp_path: Path) -> None:
     assert "asks for transport websocket" in result.error
     gone = run(s, "http://127.0.0.1:9/webhook")
     assert gone.error is not None
-    assert "no_reply" in gone.error
+    assert "cannot start the call: no reply from http://127.0.0.1:9/webhook" in gone.error
 
 
 def test_record_writes_a_transcript_per_scenario(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from sipgate_ai_flow._loader import load_assistant
 from sipgate_ai_flow.asgi import create_app
-from sipgate_ai_flow.cli._target import load_assistant
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sipgate_ai_flow import AiFlowAssistant
-from sipgate_ai_flow.cli._target import load_assistant
+from sipgate_ai_flow._loader import load_assistant
 from sipgate_ai_flow.testing import simulate_call
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -594,7 +594,7 @@ class Softphone:
     async def _answer(self, before: int) -> None:
         """Over WebSocket an app may answer after the event's exchange: give it a moment."""
         call = self.call
-        if call.transport.name != "websocket":
+        if call.transport.pairs_replies:  # the answer came with the event's exchange
             return
         until = call.clock.now() + ANSWER_GRACE
         while (
@@ -604,9 +604,3 @@ class Softphone:
             and call.clock.now() < until
         ):
             await call.silence(TICK)
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Type: message`` for one line of the screen."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -11,7 +11,6 @@ import math
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from ..emulator.transports import AppTransport
 
 DEFAULTS = CallConfig()
-UNREACHABLE = ("no_reply", "connection_closed")
 
 
 def register(commands: Any) -> None:
@@ -99,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("aiflow call needs rich: pip install 'sipgate-ai-flow[cli]'")
         return 2
-    from ..emulator.transports import transport_for
-    from ..errors import ConfigurationError
-    from ._target import resolve_target
+    from ..emulator.target import TargetError, resolve_target
 
     problem = check_rate(args.speaking_rate) or check_record(args.record)
     if problem:
@@ -109,15 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         target = resolve_target(args.target)
-    except ConfigurationError as exc:
-        print(f"aiflow call: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the app's own import failed: say where, without a traceback
-        print(f"aiflow call: cannot load {args.target}: {_where(exc)}", file=sys.stderr)
-        return 2
-    try:
-        transport = transport_for(target, token=args.token)
-    except (TypeError, ValueError) as exc:
+    except TargetError as exc:
         print(f"aiflow call: {exc}", file=sys.stderr)
         return 2
     config = CallConfig(
@@ -131,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(
             talk(
-                transport,
+                target.transport(token=args.token),
                 config,
                 target=args.target,
                 interactive=sys.stdin.isatty(),
@@ -162,9 +150,10 @@ async def talk(
     """
     from rich.console import Console
 
+    from .._loader import describe_error
     from ..emulator.call import EmulatedCall, RealClock
-    from ..emulator.record import save_transcript
-    from ._console import Screen, Softphone, describe_error, read_lines
+    from ..emulator.lifecycle import CallStartError, running
+    from ._console import Screen, Softphone, read_lines
 
     console = console or Console(highlight=False, soft_wrap=True)
     screen = Screen(console, show_events=show_events, tty_input=interactive)
@@ -179,35 +168,23 @@ async def talk(
         )
     screen.attach(call)
     try:
-        await call.start()
-    except Exception as exc:  # the WebSocket transport connects here
+        async with running(call, record=record, target=target):
+            if lines is None:
+                lines = asyncio.Queue()
+                read_lines(stdin or sys.stdin, lines, on_line=screen.typed)
+            phone = Softphone(call, screen, lines, polite=not interactive)
+            with _on_ctrl_c(phone.interrupt):
+                await phone.run()
+    except CallStartError as exc:
         screen.finish()
-        await transport.close()
-        print(f"aiflow call: cannot connect to {target}: {describe_error(exc)}", file=sys.stderr)
+        verb = "reach" if exc.connected else "connect to"
+        print(f"aiflow call: cannot {verb} {target}: {exc}", file=sys.stderr)
         return 2
-    lost = [f for f in call.findings if f.code in UNREACHABLE]
-    if lost and len(call.events) == 1:
-        screen.finish()
-        await transport.close()  # not call.close(): nobody is there to hear session_end
-        print(f"aiflow call: cannot reach {target}: {lost[0].message}", file=sys.stderr)
+    except OSError as exc:  # only the recording is written to a file here
+        screen.summary(call, record=None)
+        print(f"aiflow call: cannot write {record}: {describe_error(exc)}", file=sys.stderr)
         return 2
-    try:
-        if lines is None:
-            lines = asyncio.Queue()
-            read_lines(stdin or sys.stdin, lines, on_line=screen.typed)
-        phone = Softphone(call, screen, lines, polite=not interactive)
-        with _on_ctrl_c(phone.interrupt):
-            await phone.run()
-    finally:
-        with contextlib.suppress(Exception):
-            await call.close()
     screen.summary(call, record=record)
-    if record:
-        try:
-            save_transcript(call, record, target=target)
-        except OSError as exc:
-            print(f"aiflow call: cannot write {record}: {describe_error(exc)}", file=sys.stderr)
-            return 2
     return 1 if call.findings else 0
 
 
@@ -239,15 +216,3 @@ def lenient_stdio() -> None:
         if reconfigure is not None:
             with contextlib.suppress(Exception):
                 reconfigure(errors="replace")
-
-
-def _where(exc: BaseException) -> str:
-    """``Type: message (file:line)``: enough to find a mistake in the app without a traceback."""
-    from ._console import describe_error
-
-    if isinstance(exc, SyntaxError):  # its message names the file and line already
-        return describe_error(exc)
-    # The innermost frame of the app's code, not of the import machinery.
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return describe_error(exc) + where

@@ -68,21 +68,26 @@ def run(args: argparse.Namespace) -> int:
         print("aiflow emulate needs a server: pip install 'sipgate-ai-flow[server]'")
         return 2
     from ..emulator.outbound_api import OutboundApi
+    from ..emulator.target import TargetError
 
     try:
         flows = parse_flows(args.flow)
     except ValueError as exc:
         print(f"aiflow emulate: {exc}")
         return 2
-    api = OutboundApi(
-        args.target,
-        api_token=args.api_token,
-        flows=flows,
-        app_token=args.token,
-        realtime=not args.virtual,
-        hangup_after=args.hangup_after,
-        record=args.record,
-    )
+    try:
+        api = OutboundApi(
+            args.target,
+            api_token=args.api_token,
+            flows=flows,
+            app_token=args.token,
+            realtime=not args.virtual,
+            hangup_after=args.hangup_after,
+            record=args.record,
+        )
+    except TargetError as exc:
+        print(f"aiflow emulate: {exc}")
+        return 2
     base = f"http://{args.host}:{args.port}"
     print(f"Fake sipgate API for outbound calls to {args.target}")
     print(f"  POST {base}/v3/ai-flows/<id>/call  (Bearer token: --api-token)")

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError
-
 if TYPE_CHECKING:
     from ..emulator.load import LiveStats, LoadReport, LoadTest
 
@@ -116,7 +114,7 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..emulator.load import LoadTest
     from ..emulator.scenario import ScenarioError, load_scenario
-    from ._target import resolve_target
+    from ..emulator.target import TargetError, resolve_target
 
     if not _has_rich():
         return _fail("the report needs rich: pip install 'sipgate-ai-flow[cli]'")
@@ -130,10 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--speaking-rate must be greater than 0, got {args.speaking_rate:g}")
     try:
         target = resolve_target(args.target)
-    except ConfigurationError as exc:
+    except TargetError as exc:
         return _fail(str(exc))
-    except (ImportError, SyntaxError) as exc:
-        return _fail(f"cannot load {args.target}: {type(exc).__name__}: {exc}")
     if args.json is not None:  # checked now, not after a long run
         if args.json.is_dir():
             return _fail(f"--json {args.json} is a directory")
@@ -166,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail(str(exc))
-    if isinstance(target, str):
-        problem = _run(_reachable(target))
+    if target.url is not None:
+        problem = _run(_reachable(target.url))
         if problem is not None:
             return _fail(problem)
     _raise_file_limit()

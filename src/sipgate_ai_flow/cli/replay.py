@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
-
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
@@ -46,9 +44,10 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..emulator.lifecycle import CallStartError
     from ..emulator.record import read_transcript
     from ..emulator.replay import replay
-    from ._target import resolve_target
+    from ..emulator.target import TargetError, resolve_target
 
     try:
         header, entries = read_transcript(args.file)
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         target = resolve_target(target_text)
-    except ConfigurationError as exc:
+    except TargetError as exc:
         print(f"aiflow replay: {exc}", file=sys.stderr)
         return 2
     timing = True if args.timed else False if args.fast else None
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 same_session=args.same_session,
             )
         )
-    except (OSError, ValueError) as exc:
+    except CallStartError as exc:
         print(f"aiflow replay: cannot reach {target_text}: {exc}", file=sys.stderr)
         return 2
     for problem in result.problems:

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
-
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
@@ -50,14 +48,14 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._target import resolve_target
+    from ..emulator.target import TargetError, resolve_target
 
     if args.jobs < 1:
         print("aiflow test: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
         target = resolve_target(args.target)
-    except ConfigurationError as exc:
+    except TargetError as exc:
         print(f"aiflow test: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ._target import load_assistant
+from .._loader import load_assistant
 
 # Each uvicorn worker (and the reloader's child) rebuilds the app from these variables.
 _ENV_TARGET = "AIFLOW_SERVE_TARGET"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
@@ -340,8 +339,8 @@ class HttpPool:
 class LeanHttpTransport(AppTransport):
     """``HttpAppTransport`` on an ``HttpPool``: POST each event to the webhook URL.
 
-    The reply is judged exactly as ``HttpAppTransport`` judges it (``parse_reply``, the
-    deadline); only the client underneath differs. ``timeout``: seconds before a request is
+    The reply is judged exactly as ``HttpAppTransport`` judges it (``parse_reply``; the call
+    times it); only the client underneath differs. ``timeout``: seconds before a request is
     given up (``no_reply``); ``2 * deadline + 1`` by default.
     """
 
@@ -376,19 +375,14 @@ class LeanHttpTransport(AppTransport):
     async def send(self, event: dict[str, Any]) -> Exchange:
         body = json.dumps(event).encode()
         data = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
-        started = time.perf_counter()
         try:
             response = await self._pool.request(data, timeout=self.timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             return Exchange(
-                findings=[Finding("no_reply", f"no reply from {self.url}: {exc!r}", None)],
-                latency=time.perf_counter() - started,
+                findings=[Finding("no_reply", f"no reply from {self.url}: {exc!r}", None)]
             )
-        latency = time.perf_counter() - started
         items, findings = parse_reply(response.status, response.body, response.content_type)
-        exchange = Exchange(items, findings, latency)
-        self._late(exchange, event)
-        return exchange
+        return Exchange(items, findings)
 
     async def close(self) -> None:
         if self._own:

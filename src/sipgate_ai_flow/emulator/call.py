@@ -6,6 +6,8 @@ for speech that arrives while speaking, barge-in judged by the playing action's 
 ``user_input_timeout`` after silence, transfers with a scripted outcome, SMS, and
 ``session_end`` last. Time comes from a clock: a virtual one makes a ten-minute call with
 timeouts run in milliseconds, deterministically; the real one paces the call in wall time.
+The call reads what its transport can do from the transport's flags, and times every reply
+itself (``latencies``), the same way on every transport.
 
 Example:
     >>> import asyncio
@@ -41,6 +43,8 @@ from .validate import Finding, check_actions, wav_info
 __all__ = ["CallConfig", "CallEndedError", "EmulatedCall", "RealClock", "VirtualClock"]
 
 DTMF_KEYS = frozenset("0123456789*#")
+UNREACHABLE = frozenset({"no_reply", "connection_closed"})
+"""Finding codes that mean the app was not reached at all."""
 DEFAULT_BARGE_IN: dict[str, Any] = {"strategy": "minimum_characters", "minimum_characters": 3}
 
 
@@ -162,7 +166,10 @@ class EmulatedCall:
 
     Everything is recorded: ``events`` sent, ``actions`` received, ``spoken`` texts,
     ``findings``, ``log`` (a timeline), ``state`` (transfer, SMS, mix audio, transcription and
-    voice-to-voice settings the app asked for) and ``latencies`` (per event, wall clock).
+    voice-to-voice settings the app asked for) and ``latencies`` (wall clock, per answered
+    event: the reply's round trip, or on a transport without paired replies the time to the
+    app's first frame after the event; a frame later than the deadline there may be a push
+    of the app's own, so it is counted in ``late`` instead).
     """
 
     def __init__(
@@ -183,6 +190,11 @@ class EmulatedCall:
         self.findings: list[Finding] = []
         self.log: list[dict[str, Any]] = []
         self.latencies: list[tuple[str, float]] = []
+        self.late: list[str] = []
+        """Events whose first frame came after the deadline (transports without paired
+        replies only: neither a latency nor a finding)."""
+        self.on_reply: Callable[[str, float], None] | None = None
+        """Called with an event's type and its latency whenever one is measured."""
         self.state: dict[str, Any] = {"sms": [], "transfers": []}
         self.ended = False
         self.end_reason: str | None = None
@@ -197,18 +209,34 @@ class EmulatedCall:
         self._later: list[tuple[str, dict[str, Any]]] | None = None
         self._lock = asyncio.Lock()
         self._started = False
+        self._awaiting: tuple[str, float] | None = None
+        self._hangup_mark: int | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         """Called with each new ``log`` entry (for live displays)."""
 
     # -- the caller's side --------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect and send ``session_start`` (the call is answered)."""
+    async def open(self) -> None:
+        """Connect, and send nothing yet (``aiflow replay`` sends recorded events itself)."""
         if self._started:
             return
         self._started = True
         await self.transport.open(self.session_id)
+
+    async def start(self) -> None:
+        """Connect and send ``session_start`` (the call is answered)."""
+        if self._started:
+            return
+        await self.open()
         await self._send("session_start")
+
+    @property
+    def unreachable(self) -> Finding | None:
+        """Why the app could not be reached, when ``session_start`` got nothing but a
+        ``no_reply`` or ``connection_closed`` finding; ``None`` otherwise."""
+        if len(self.events) != 1 or self.actions:
+            return None
+        return next((f for f in self.findings if f.code in UNREACHABLE), None)
 
     async def say(self, text: str, *, after_ms: int | None = None) -> None:
         """The caller speaks ``text``.
@@ -276,14 +304,47 @@ class EmulatedCall:
         (WebSocket only; over HTTP they ride along with the next reply) and execute them.
         The call's clock does not move."""
         async with self._step():
-            if self.transport.name == "websocket":
+            if self.transport.pushes_actions:
                 await self._take(await self.transport.pushed(timeout), "push")
+
+    async def forward(self, event: dict[str, Any], *, linger: float = 0.0) -> list[Any]:
+        """Send ``event`` exactly as given and return what the app answered, recorded but not
+        executed (``aiflow replay`` compares it with a recording). ``linger``: seconds to
+        also collect actions the app pushes afterwards, on a transport that pushes. A recorded
+        ``session_end`` ends the call; what the recording holds after it is still sent."""
+        if not self._started:
+            raise RuntimeError("open() the call first")
+        async with self._lock:
+            event_type = str(event.get("type"))
+            exchange = await self._exchange(event)
+            self._keep(exchange, event_type)
+            items = list(exchange.items)
+            if linger > 0 and self.transport.pushes_actions:
+                pushed = await self.transport.pushed(linger)
+                self._timed(pushed)
+                self._keep(pushed, "push")
+                items.extend(pushed.items)
+            if event_type == "session_end":
+                self._finish_call("the recorded caller hung up")
+            return items
 
     async def hangup(self) -> None:
         """The caller hangs up: ``session_end``."""
         if not self.ended:
             async with self._lock:
+                self._hangup_mark = len(self.findings)
                 await self._end("caller hung up")
+
+    @property
+    def hangup_findings(self) -> list[Finding]:
+        """The findings raised by the caller's hang-up (``session_end`` and what it got)."""
+        return [] if self._hangup_mark is None else self.findings[self._hangup_mark :]
+
+    def abandon(self, reason: str) -> None:
+        """End the call without ``session_end``: nobody is there to hear it (the app could not
+        be reached, or the tool itself was cancelled)."""
+        if not self.ended:
+            self._finish_call(reason)
 
     async def close(self) -> None:
         """Hang up if still connected, and release the transport."""
@@ -297,8 +358,16 @@ class EmulatedCall:
         """Empty a finished call's records and timers. A call and its timers refer to each
         other, so only the cyclic garbage collector could free it otherwise (``aiflow load``
         finishes thousands)."""
-        for records in (self.events, self.actions, self.log, self.findings, self.latencies):
+        for records in (
+            self.events,
+            self.actions,
+            self.log,
+            self.findings,
+            self.latencies,
+            self.late,
+        ):
             records.clear()
+        self.on_reply = None
         self._timers.clear()
         self._queue.clear()
         self.playing = None
@@ -347,7 +416,7 @@ class EmulatedCall:
     async def _wait(self, until: float) -> None:
         """Move time to ``until``; actions the app pushes meanwhile are executed."""
         if self.clock.virtual:
-            if self.transport.name == "websocket":
+            if self.transport.pushes_actions:
                 await self._take(await self.transport.pushed(0), "push")
             self.clock.set(until)
             return
@@ -370,37 +439,80 @@ class EmulatedCall:
         if self.ended and event_type != "session_end":
             return
         event = {"type": event_type, "session": self.session, **fields}
-        self.events.append(event)
-        self._record("event", event)
-        exchange = await self.transport.send(event)
-        self.latencies.append((event_type, exchange.latency))
+        exchange = await self._exchange(event)
         if event_type in NO_REPLY_EVENTS:
-            for finding in exchange.findings:
-                self._finding(finding, event_type)
-            if exchange.items:
-                self.actions.extend(exchange.items)
-                for item in exchange.items:
-                    self._record("action", item)
-                if event_type == "session_end":
-                    self._finding(
-                        Finding(
-                            "reply_to_session_end",
-                            "actions returned for session_end are never executed",
-                            exchange.items,
-                        ),
-                        event_type,
-                    )
+            self._keep(exchange, event_type)
+            if exchange.items and event_type == "session_end":
+                self._finding(
+                    Finding(
+                        "reply_to_session_end",
+                        "actions returned for session_end are never executed",
+                        exchange.items,
+                    ),
+                    event_type,
+                )
             return
         await self._take(exchange, event_type)
 
-    async def _take(self, exchange: Exchange, answering: str) -> None:
+    async def _exchange(self, event: dict[str, Any]) -> Exchange:
+        """Send one event, record it, and time its answer (the one place replies are timed)."""
+        self.events.append(event)
+        self._record("event", event)
+        event_type = str(event.get("type"))
+        sent = time.perf_counter()
+        exchange = await self.transport.send(event)
+        if self.transport.pairs_replies:
+            if not any(f.code in UNREACHABLE for f in exchange.findings):
+                self._replied(event_type, time.perf_counter() - sent)
+        else:
+            self._awaiting = (event_type, sent)
+            self._timed(exchange)
+        return exchange
+
+    def _timed(self, exchange: Exchange) -> None:
+        """Pair the first frame that arrived after the awaited event with it (unpaired
+        transports: a frame carries no reply-to, so the first one after an event answers it)."""
+        awaiting, arrived = self._awaiting, exchange.arrived
+        if awaiting is None or arrived is None or arrived < awaiting[1]:
+            return
+        self._awaiting = None
+        event_type, sent = awaiting
+        seconds = arrived - sent
+        if seconds > self.transport.deadline:
+            self.late.append(event_type)
+        else:
+            self._replied(event_type, seconds)
+
+    def _replied(self, event_type: str, seconds: float) -> None:
+        self.latencies.append((event_type, seconds))
+        if self.on_reply is not None:
+            self.on_reply(event_type, seconds)
+        deadline = self.transport.deadline
+        if seconds > deadline:
+            self._finding(
+                Finding(
+                    "slow_reply",
+                    f"the reply took {seconds:.2f} s; the service waits about {deadline:g} s",
+                    None,
+                ),
+                event_type,
+            )
+
+    def _keep(self, exchange: Exchange, answering: str) -> None:
+        """Record what came back (findings, then actions) without executing it."""
         for finding in exchange.findings:
             self._finding(finding, answering)
+        if exchange.items:
+            self.actions.extend(exchange.items)
+            for item in exchange.items:
+                self._record("action", item)
+
+    async def _take(self, exchange: Exchange, answering: str) -> None:
+        if answering == "push":
+            self._timed(exchange)
+        self._keep(exchange, answering)
         if not exchange.items:
             return
-        self.actions.extend(exchange.items)
-        for item in exchange.items:
-            self._record("action", item)
         valid, findings = check_actions(exchange.items, self.session_id)
         for finding in findings:
             self._finding(finding, answering)

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .call import CallConfig, EmulatedCall, RealClock
+from .lifecycle import CallStartError, running
 from .scenario import Scenario, parse_scenario, play
-from .transports import AppTransport, Exchange, InProcessTransport, WebSocketAppTransport
+from .target import Target, resolve_target
+from .transports import AppTransport, InProcessTransport, WebSocketAppTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..assistant import AiFlowAssistant
     from ._fasthttp import HttpPool
 
@@ -216,6 +216,15 @@ class LiveStats:
     lag: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     """The latest event-loop lag samples (seconds): the last ten seconds."""
 
+    def replied(self, event_type: str, seconds: float) -> None:
+        """``EmulatedCall.on_reply`` of every call: one more latency."""
+        self.recent.append(seconds)
+
+    def logged(self, entry: dict[str, Any]) -> None:
+        """An ``EmulatedCall`` listener of every call: counts the events sent."""
+        if entry["kind"] == "event":
+            self.events += 1
+
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.began
@@ -370,58 +379,12 @@ class LoadReport:
         }
 
 
-# -- transports -------------------------------------------------------------------------------
-
-
-class _Metered(AppTransport):
-    """Wraps a call's transport: counts events live and keeps the reply latencies.
-
-    Over HTTP and in process every event has a reply, timed by the transport. Over a
-    WebSocket transport reports its own samples (``on_reply``) through ``sample``.
-    """
-
-    def __init__(self, inner: AppTransport, live: LiveStats) -> None:
-        super().__init__(inner.deadline)
-        self.inner = inner
-        self.name = inner.name
-        self.sends_speech_started = inner.sends_speech_started
-        self.live = live
-        self.samples: list[tuple[str, float]] = []
-        self.late: Counter[str] = Counter()
-        self._timed = inner.name != "websocket"
-
-    def sample(self, event_type: str, latency: float) -> None:
-        if not self._timed and latency > self.deadline:
-            # Over a WebSocket a frame this late may as well be a push of the app's own (a
-            # reminder after a silence): a timeout in the table, but no latency and no failed
-            # call. (Over HTTP the transport reports slow_reply itself.)
-            self.late[event_type] += 1
-            return
-        self.samples.append((event_type, latency))
-        self.live.recent.append(latency)
-
-    async def open(self, session_id: str) -> None:
-        await self.inner.open(session_id)
-
-    async def send(self, event: dict[str, Any]) -> Exchange:
-        exchange = await self.inner.send(event)
-        self.live.events += 1
-        if self._timed:
-            self.sample(event["type"], exchange.latency)
-        return exchange
-
-    async def pushed(self, timeout: float) -> Exchange:
-        return await self.inner.pushed(timeout)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
 # -- the test ---------------------------------------------------------------------------------
 
 
 class LoadTest:
-    """Many emulated calls against ``target`` (an ``AiFlowAssistant`` or the app's URL).
+    """Many emulated calls against ``target`` (a ``Target``, or what ``resolve_target`` takes:
+    an ``AiFlowAssistant``, a module or file, the app's URL).
 
     Args:
         scenario: what each call does; ``default_scenario()`` by default. A ``session_id``
@@ -448,7 +411,7 @@ class LoadTest:
 
     def __init__(
         self,
-        target: AiFlowAssistant | str,
+        target: Target | AiFlowAssistant | str,
         *,
         scenario: Scenario | None = None,
         calls: int | None = None,
@@ -476,7 +439,7 @@ class LoadTest:
             raise ValueError(f"ws_settle must be 0 or more, got {ws_settle}")
         if http_client not in ("lean", "httpx"):
             raise ValueError(f"http_client is lean or httpx, got {http_client!r}")
-        self.target = target
+        self.target = target if isinstance(target, Target) else resolve_target(target)
         self.scenario = scenario or default_scenario()
         self.calls = 100 if calls is None and duration is None else calls
         self.concurrency = concurrency if concurrency is not None or rate else 10
@@ -493,10 +456,10 @@ class LoadTest:
         except TypeError as exc:
             raise ValueError(f"call_options: {exc}") from None
         self.call_options = options
-        self.kind = self._kind()
-        self.name = name or (target if isinstance(target, str) else "in-process assistant")
+        self.kind = self.target.kind_for(self.scenario.transport)
+        self.name = name or self.target.name or "in-process assistant"
         self.live = LiveStats(planned_calls=self.calls, planned_seconds=duration)
-        self._url: str | None = target if isinstance(target, str) else None
+        self._url = self.target.url
         self._pool: HttpPool | None = None
         self._httpx: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -506,25 +469,6 @@ class LoadTest:
         self._lags: list[float] = []
         self._failures: Counter[str] = Counter()
         self._examples: dict[str, str] = {}
-
-    def _kind(self) -> str:
-        wanted = self.scenario.transport
-        if isinstance(self.target, str):
-            if self.target.startswith(("ws://", "wss://")):
-                kind = "websocket"
-            elif self.target.startswith(("http://", "https://")):
-                kind = "http"
-            else:
-                raise ValueError(
-                    f"a target URL starts with http(s):// or ws(s)://, got {self.target!r}"
-                )
-            if wanted not in (None, kind):
-                raise ValueError(
-                    f"the scenario asks for transport {wanted}, but the target "
-                    f"{self.target} is a{'n' if kind == 'http' else ''} {kind} URL"
-                )
-            return kind
-        return wanted or "inprocess"
 
     def _options(self) -> dict[str, Any]:
         return {
@@ -606,10 +550,11 @@ class LoadTest:
         return report
 
     async def _prepare(self, stack: contextlib.AsyncExitStack) -> None:
-        if not isinstance(self.target, str) and self.kind != "inprocess":
+        assistant = self.target.assistant
+        if assistant is not None and self.kind != "inprocess":
             from .local import serve_locally  # noqa: PLC0415 - needs uvicorn
 
-            server = await stack.enter_async_context(serve_locally(self.target))
+            server = await stack.enter_async_context(serve_locally(assistant))
             self._url = server.url_for(self.kind)
         if self.kind == "http":
             assert self._url is not None
@@ -627,31 +572,26 @@ class LoadTest:
                 )
                 stack.push_async_callback(self._httpx.aclose)
 
-    def _transport(self, metered: Callable[[AppTransport], _Metered]) -> _Metered:
+    def _transport(self) -> AppTransport:
         if self.kind == "inprocess":
-            assert not isinstance(self.target, str)
-            return metered(InProcessTransport(self.target, deadline=self.deadline))
+            assert self.target.assistant is not None
+            return InProcessTransport(self.target.assistant, deadline=self.deadline)
         assert self._url is not None
         if self.kind == "http":
             if self._pool is not None:
                 from ._fasthttp import LeanHttpTransport  # noqa: PLC0415 - loaded by _prepare
 
-                inner: AppTransport = LeanHttpTransport(
+                return LeanHttpTransport(
                     self._url, token=self.token, deadline=self.deadline, pool=self._pool
                 )
-            else:
-                from .transports import HttpAppTransport  # noqa: PLC0415 - next to its client
+            from .transports import HttpAppTransport  # noqa: PLC0415 - next to its client
 
-                inner = HttpAppTransport(
-                    self._url, token=self.token, deadline=self.deadline, client=self._httpx
-                )
-            return metered(inner)
-        socket = WebSocketAppTransport(
+            return HttpAppTransport(
+                self._url, token=self.token, deadline=self.deadline, client=self._httpx
+            )
+        return WebSocketAppTransport(
             self._url, token=self.token, deadline=self.deadline, settle=self.ws_settle
         )
-        meter = metered(socket)
-        socket.on_reply = meter.sample  # the WebSocket times its replies itself
-        return meter
 
     async def _spawn(self) -> None:
         gate = asyncio.Semaphore(self.concurrency) if self.concurrency else None
@@ -688,8 +628,9 @@ class LoadTest:
         live.started += 1
         live.alive += 1
         live.peak_alive = max(live.peak_alive, live.alive)
-        meter = self._transport(lambda inner: _Metered(inner, live))
-        call = EmulatedCall(meter, CallConfig(**self.call_options), clock=RealClock())
+        call = EmulatedCall(self._transport(), CallConfig(**self.call_options), clock=RealClock())
+        call.on_reply = live.replied
+        call.listeners.append(live.logged)
         error: str | None = None
         aborted = False
         try:
@@ -699,30 +640,21 @@ class LoadTest:
         except Exception as exc:  # one broken call must not end the whole test
             error = f"the emulator failed: {type(exc).__name__}: {exc}"
         finally:
-            try:
-                if aborted:
-                    await meter.close()
-                else:
-                    with contextlib.suppress(Exception):
-                        await call.close()
-            finally:
-                live.alive -= 1
-                if gate is not None:
-                    gate.release()
-                self._absorb(call, meter, error, aborted)
-                _release(call, meter)
+            live.alive -= 1
+            if gate is not None:
+                gate.release()
+            self._absorb(call, error, aborted)
+            call.release()  # free a finished call at once (see EmulatedCall.release)
 
     async def _play(self, call: EmulatedCall) -> str | None:
         try:
-            await call.start()
-        except (OSError, ValueError, RuntimeError) as exc:
-            return f"cannot start the call: {type(exc).__name__}: {exc}"
-        error = await play(call, self.scenario, receive_wait=min(self.deadline, 1.0))
-        if error is not None:
-            return error
-        seen = len(call.findings)
-        await call.close()  # hang up now: findings about session_end belong to this call
-        fresh = call.findings[seen:]
+            async with running(call):
+                error = await play(call, self.scenario, receive_wait=min(self.deadline, 1.0))
+                if error is not None:
+                    return error
+        except CallStartError as exc:
+            return f"cannot start the call: {exc}"
+        fresh = call.hangup_findings  # findings about session_end belong to this call
         if fresh and not self.scenario.allow_findings:
             return f"findings when the call ended: {fresh[0]}"
         broken = [f for f in call.findings if f.code in ERROR_CODES or f.code == "slow_reply"]
@@ -730,22 +662,18 @@ class LoadTest:
             return f"the app failed to answer in time: {broken[0]}"
         return None
 
-    def _absorb(
-        self, call: EmulatedCall, meter: _Metered, error: str | None, aborted: bool
-    ) -> None:
+    def _absorb(self, call: EmulatedCall, error: str | None, aborted: bool) -> None:
         events = self._report.events
-        for event_type, _ in call.latencies:
+        for event in call.events:
+            event_type = event["type"]
             stats = events.get(event_type)
             if stats is None:
                 stats = events[event_type] = EventStats()
             stats.count += 1
-        for event_type, latency in meter.samples:
-            stats = events.get(event_type)
-            if stats is None:
-                stats = events[event_type] = EventStats()
-            stats.latencies.append(latency)
-        for event_type, late in meter.late.items():
-            events[event_type].timeouts += late
+        for event_type, latency in call.latencies:
+            events[event_type].latencies.append(latency)
+        for event_type in call.late:  # over a WebSocket: no latency and no failed call
+            events[event_type].timeouts += 1
         for finding in call.findings:
             where = finding.event or "(none)"
             stats = events.get(where)
@@ -774,14 +702,6 @@ class LoadTest:
             reason = _MASK.sub("#", " / ".join(lines))[:300]
             self._failures[reason] += 1
             self._examples.setdefault(reason, error)
-
-
-def _release(call: EmulatedCall, meter: _Metered) -> None:
-    """Free a finished call at once (see ``EmulatedCall.release``)."""
-    call.release()
-    meter.samples.clear()
-    if isinstance(meter.inner, WebSocketAppTransport):
-        meter.inner.on_reply = None
 
 
 async def run_load(target: AiFlowAssistant | str, **options: Any) -> LoadReport:

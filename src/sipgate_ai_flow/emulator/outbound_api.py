@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .call import CallConfig, EmulatedCall, RealClock, VirtualClock
-from .record import save_transcript
-from .transports import transport_for
+from .lifecycle import CallStartError, running
+from .target import resolve_target
 
 __all__ = ["OutboundApi"]
 
@@ -41,7 +41,8 @@ class OutboundApi:
     """The fake API. Each accepted request starts a call in the background.
 
     Args:
-        target: the app to call: an ``AiFlowAssistant`` or its URL.
+        target: the app to call: an ``AiFlowAssistant``, a module or file naming one, or its
+            URL (see ``resolve_target``); ``transport`` must agree with it.
         api_token: the Bearer token the API accepts.
         flows: AI Flow id -> its phone number (``None``: none configured, so ``400``).
         app_token: the ``X-API-TOKEN`` the emulated service sends to the app.
@@ -64,11 +65,10 @@ class OutboundApi:
         hangup_after: float = 30.0,
         record: str | Path | None = None,
     ) -> None:
-        self.target = target
+        self.target = resolve_target(target, transport)
         self._api_token = api_token
         self.flows = flows
         self._app_token = app_token
-        self._transport = transport
         self.realtime = realtime
         self.hangup_after = hangup_after
         self.record = Path(record) if record is not None else None
@@ -130,7 +130,7 @@ class OutboundApi:
     def _place(self, flow_number: str, to_number: str) -> EmulatedCall:
         config = CallConfig(direction="outbound", from_number=flow_number, to_number=to_number)
         call = EmulatedCall(
-            transport_for(self.target, self._transport, token=self._app_token),
+            self.target.transport(token=self._app_token),
             config,
             clock=RealClock() if self.realtime else VirtualClock(),
         )
@@ -141,18 +141,15 @@ class OutboundApi:
         return call
 
     async def _run(self, call: EmulatedCall) -> None:
+        record = None if self.record is None else self.record / f"{call.session_id}.jsonl"
         try:
-            await call.start()
-            if not call.ended:
-                await call.silence(self.hangup_after)
+            async with running(call, record=record, target=self.target.name):
+                if not call.ended:  # the app may hang up on session_start
+                    await call.silence(self.hangup_after)
+        except CallStartError as exc:
+            logger.warning("outbound call %s could not start: %s", call.session_id, exc)
         except Exception:
             logger.exception("outbound call %s failed", call.session_id)
-        finally:
-            await call.close()
-            if self.record is not None:
-                self.record.mkdir(parents=True, exist_ok=True)
-                target = self.target if isinstance(self.target, str) else None
-                save_transcript(call, self.record / f"{call.session_id}.jsonl", target=target)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -33,8 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .call import CallConfig, EmulatedCall, RealClock
+from .lifecycle import running
 from .record import read_transcript
-from .transports import transport_for
+from .target import Target, resolve_target
+from .transports import TRANSPORTS, HttpAppTransport
 
 if TYPE_CHECKING:
     from ..assistant import AiFlowAssistant
@@ -84,7 +87,7 @@ class ReplayResult:
 
 async def replay(
     transcript: tuple[dict[str, Any], list[dict[str, Any]]] | str | Path,
-    target: AiFlowAssistant | str,
+    target: Target | AiFlowAssistant | str,
     *,
     token: str | None = None,
     timing: bool | None = None,
@@ -96,7 +99,8 @@ async def replay(
 
     Args:
         transcript: ``(header, entries)`` from ``read_transcript``, or a transcript file.
-        target: an ``AiFlowAssistant`` or the app's URL (``http(s)://`` or ``ws(s)://``).
+        target: a ``Target``, an ``AiFlowAssistant``, a module or file naming one, or the
+            app's URL (``http(s)://`` or ``ws(s)://``).
         timing: wait between events as recorded. By default only for calls recorded on the
             real clock; a virtual-clock recording was fast-forwarded, so is its replay.
         ignore: action fields left out of the comparison (e.g. ``text`` for an LLM bot).
@@ -111,29 +115,28 @@ async def replay(
     new_id = old_id if same_session or not old_id else str(uuid.uuid4())
     if timing is None:
         timing = header.get("clock") == "real"
-    transport = transport_for(target, token=token, deadline=deadline)
+    resolved = target if isinstance(target, Target) else resolve_target(target)
+    transport = resolved.transport(token=token, deadline=deadline)
+    call = EmulatedCall(transport, CallConfig(session_id=new_id), clock=RealClock())
     comparison = _Comparison(ignore, old_id, new_id)
     started = time.monotonic()
-    try:
-        await transport.open(new_id)
+    async with running(call, answer=False):
         for number, (at, event, answer) in enumerate(recorded, 1):
             if event.get("type") == "user_speech_started" and not transport.sends_speech_started:
                 continue  # recorded over a WebSocket; the service never sends it over HTTP
             if timing and (delay := at - (time.monotonic() - started)) > 0:
                 await asyncio.sleep(delay)
-            exchange = await transport.send(_swap(event, old_id, new_id))
-            now = list(exchange.items)
-            if transport.name == "websocket" and number == len(recorded):
-                now.extend((await transport.pushed(0.2)).items)
-            for finding in exchange.findings:
+            seen = len(call.findings)
+            linger = 0.2 if number == len(recorded) else 0.0  # a last answer may come late
+            now = await call.forward(_swap(event, old_id, new_id), linger=linger)
+            for finding in call.findings[seen:]:
                 if finding.code != "slow_reply":
                     comparison.result.problems.append(
                         f"event {number} {event.get('type')}: {finding}"
                     )
             comparison.compare(number, event, at, answer, now)
-    finally:
-        await transport.close()
-    if "websocket" in (transport.name, header.get("transport")):
+    recorded_over = TRANSPORTS.get(str(header.get("transport")), HttpAppTransport)
+    if not (transport.pairs_replies and recorded_over.pairs_replies):
         comparison.forgive_timing()
     return comparison.done(len(recorded))
 

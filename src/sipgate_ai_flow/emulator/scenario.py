@@ -54,8 +54,9 @@ from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 from .call import CallConfig, CallEndedError, EmulatedCall, RealClock, VirtualClock
-from .record import save_transcript
-from .transports import AppTransport, transport_for
+from .lifecycle import CallStartError, running
+from .target import Target, TargetError, resolve_target
+from .transports import AppTransport
 from .validate import KNOWN_TYPES
 
 if TYPE_CHECKING:
@@ -588,15 +589,16 @@ class ScenarioResult:
 class ScenarioRunner:
     """Runs scenarios against one target, sharing what can be shared (a local server).
 
-    ``target`` is an ``AiFlowAssistant`` or the app's URL. A scenario that names ``http`` or
-    ``websocket`` reaches an in-process assistant over a real local socket (``serve_locally``).
+    ``target`` is a ``Target``, or what ``resolve_target`` takes (an ``AiFlowAssistant``, a
+    module or file, the app's URL). A scenario that names ``http`` or ``websocket`` reaches
+    an in-process assistant over a real local socket (``serve_locally``).
     With ``record`` (a directory) each call is saved as ``<scenario file>.jsonl``, naming
     ``target_name`` as its target (for ``aiflow replay``).
     """
 
     def __init__(
         self,
-        target: AiFlowAssistant | str,
+        target: Target | AiFlowAssistant | str,
         *,
         token: str | None = None,
         realtime: bool = False,
@@ -604,8 +606,8 @@ class ScenarioRunner:
         record: str | Path | None = None,
         target_name: str | None = None,
     ) -> None:
-        self.target = target
-        self.target_name = target_name or (target if isinstance(target, str) else None)
+        self.target = target if isinstance(target, Target) else resolve_target(target)
+        self.target_name = target_name or self.target.name
         self.token = token
         self.realtime = realtime
         self.deadline = deadline
@@ -629,65 +631,46 @@ class ScenarioRunner:
         started = time.perf_counter()
         try:
             transport = await self._transport(scenario)
-        except (ValueError, TypeError, OSError, RuntimeError) as exc:
+        except (TargetError, OSError, RuntimeError) as exc:
             return ScenarioResult(scenario, f"cannot reach the target: {exc}")
         call = EmulatedCall(
             transport,
             scenario.config(),
             clock=RealClock() if self.realtime else VirtualClock(),
         )
+        record = None if self.record is None else self.record / f"{_slug(scenario)}.jsonl"
+        player = _Player(call, scenario, min(self.deadline, 1.0))
         error: str | None = None
         try:
-            try:
-                await call.start()
-            except (OSError, ValueError, RuntimeError) as exc:
-                error = f"cannot start the call: {type(exc).__name__}: {exc}"
-            else:
-                player = _Player(call, scenario, min(self.deadline, 1.0))
-                try:
-                    await player.run()
-                    await call.close()
-                    player.judge_findings(None)
-                except _Failed as exc:
-                    error = str(exc)
-        finally:
-            with contextlib.suppress(Exception):
-                await call.close()
-            if self.record is not None:
-                self.record.mkdir(parents=True, exist_ok=True)
-                save_transcript(
-                    call, self.record / f"{_slug(scenario)}.jsonl", target=self.target_name
-                )
+            async with running(call, record=record, target=self.target_name):
+                await player.run()
+            player.judge_findings(None)  # what the hang-up raised
+        except CallStartError as exc:
+            error = f"cannot start the call: {exc}"
+        except _Failed as exc:
+            error = str(exc)
         return ScenarioResult(scenario, error, call, time.perf_counter() - started)
 
     async def _transport(self, scenario: Scenario) -> AppTransport:
-        wanted = scenario.transport
-        if isinstance(self.target, str):
-            kind = "websocket" if self.target.startswith(("ws://", "wss://")) else "http"
-            if wanted not in (None, kind):
-                raise ValueError(
-                    f"the scenario asks for transport {wanted}, but the target "
-                    f"{self.target} is a{'n' if kind == 'http' else ''} {kind} URL"
-                )
-            return transport_for(self.target, kind, token=self.token, deadline=self.deadline)
-        if wanted in (None, "inprocess"):
-            return transport_for(self.target, "inprocess", deadline=self.deadline)
-        server = await self._local_server()
-        return transport_for(server.url_for(wanted), wanted, deadline=self.deadline)
+        target = self.target
+        kind = target.kind_for(scenario.transport)
+        if target.assistant is not None and kind != "inprocess":
+            server = await self._local_server(target.assistant)
+            target = resolve_target(server.url_for(kind))
+        return target.transport(token=self.token, deadline=self.deadline)
 
-    async def _local_server(self) -> LocalServer:
+    async def _local_server(self, assistant: AiFlowAssistant) -> LocalServer:
         async with self._server_lock:
             if self._server is None:
                 from .local import serve_locally  # noqa: PLC0415 - needs uvicorn
 
-                assert not isinstance(self.target, str)
-                self._server = await self._stack.enter_async_context(serve_locally(self.target))
+                self._server = await self._stack.enter_async_context(serve_locally(assistant))
             return self._server
 
 
 async def run_scenario(
     scenario: Scenario,
-    target: AiFlowAssistant | str,
+    target: Target | AiFlowAssistant | str,
     *,
     token: str | None = None,
     realtime: bool = False,

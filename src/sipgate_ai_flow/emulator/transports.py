@@ -1,7 +1,9 @@
 """How the emulator reaches the app: HTTP webhook, WebSocket, or an assistant in process.
 
 Each transport sends one event and returns the app's answer as raw JSON values (validated by
-the call, not here), plus findings about the exchange itself (status, JSON, latency).
+the call, not here), plus findings about the exchange itself (status, JSON). What a transport
+can do is said by its flags (``pairs_replies``, ``pushes_actions``, ``sends_speech_started``),
+never by its name; the call reads the flags, and times the replies itself.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
     from ..assistant import AiFlowAssistant
 
 __all__ = [
+    "TRANSPORTS",
     "AppTransport",
     "Exchange",
     "HttpAppTransport",
     "InProcessTransport",
     "WebSocketAppTransport",
-    "transport_for",
 ]
 
 USER_AGENT = f"sipgate-ai-flow-emulator/{__version__}"
@@ -42,16 +43,24 @@ class Exchange:
 
     items: list[Any] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    latency: float = 0.0
-    """Seconds (wall clock) until the answer arrived."""
+    arrived: float | None = None
+    """``time.perf_counter()`` when the first frame arrived, on a transport that does not pair
+    replies with events (``None``: nothing came). The call turns it into a latency."""
 
 
 class AppTransport:
-    """Base of the transports; ``name`` is ``http``, ``websocket`` or ``inprocess``."""
+    """Base of the transports; ``name`` (``http``, ``websocket``, ``inprocess``) is for people
+    and records: behaviour follows the flags."""
 
     name = "base"
     sends_speech_started = False
     """Whether ``user_speech_started`` is delivered (WebSocket only in the real service)."""
+    pairs_replies = True
+    """Each answer comes back as the reply to its event (an HTTP response, a return value).
+    Without it (WebSocket) frames carry no reply-to: the first frame after an event is taken
+    as its answer."""
+    pushes_actions = False
+    """The app may send actions at any time, not only in a reply (``pushed`` returns them)."""
 
     def __init__(self, deadline: float = 5.0) -> None:
         self.deadline = deadline
@@ -74,17 +83,6 @@ class AppTransport:
 
     async def close(self) -> None:
         """Release the connection."""
-
-    def _late(self, exchange: Exchange, event: dict[str, Any]) -> None:
-        if exchange.latency > self.deadline:
-            exchange.findings.append(
-                Finding(
-                    "slow_reply",
-                    f"the reply took {exchange.latency:.2f} s; the service waits about "
-                    f"{self.deadline:g} s",
-                    None,
-                )
-            )
 
 
 class HttpAppTransport(AppTransport):
@@ -114,22 +112,18 @@ class HttpAppTransport(AppTransport):
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         if self._token:
             headers["X-API-TOKEN"] = self._token
-        started = time.perf_counter()
         try:
             response = await self._client.post(
                 self.url, content=json.dumps(event).encode(), headers=headers
             )
         except httpx.HTTPError as exc:
             return Exchange(
-                findings=[Finding("no_reply", f"no reply from {self.url}: {exc!r}", None)],
-                latency=time.perf_counter() - started,
+                findings=[Finding("no_reply", f"no reply from {self.url}: {exc!r}", None)]
             )
         items, findings = parse_reply(
             response.status_code, response.content, response.headers.get("content-type")
         )
-        exchange = Exchange(items, findings, time.perf_counter() - started)
-        self._late(exchange, event)
-        return exchange
+        return Exchange(items, findings)
 
     async def close(self) -> None:
         if self._client is not None and self._own:
@@ -146,6 +140,8 @@ class WebSocketAppTransport(AppTransport):
 
     name = "websocket"
     sends_speech_started = True
+    pairs_replies = False
+    pushes_actions = True
 
     def __init__(
         self, url: str, *, token: str | None = None, deadline: float = 5.0, settle: float = 0.05
@@ -155,13 +151,10 @@ class WebSocketAppTransport(AppTransport):
         self._token = token
         self.settle = settle
         self._ws: Any = None
-        self._frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        # Each frame with the perf_counter() it arrived at: the call times replies by it.
+        self._frames: asyncio.Queue[tuple[str | bytes, float] | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.closed_by_app = False
-        self.on_reply: Callable[[str, float], None] | None = None
-        """Called with an event's type and the seconds until the first frame after it (over
-        a WebSocket nothing pairs a frame with an event; ``aiflow load`` times replies so)."""
-        self._pending: tuple[str, float] | None = None
 
     async def open(self, session_id: str) -> None:
         import websockets  # noqa: PLC0415 - the [emulator] extra
@@ -177,7 +170,7 @@ class WebSocketAppTransport(AppTransport):
 
         try:
             async for frame in self._ws:
-                await self._frames.put(frame)
+                await self._frames.put((frame, time.perf_counter()))
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -185,19 +178,15 @@ class WebSocketAppTransport(AppTransport):
             await self._frames.put(None)
 
     async def send(self, event: dict[str, Any]) -> Exchange:
-        started = time.perf_counter()
         if self._ws is None or self.closed_by_app:
             return Exchange(
                 findings=[Finding("connection_closed", "the WebSocket is closed", None)]
             )
-        self._pending = (event["type"], started)
         try:
             await self._ws.send(json.dumps(event))
         except Exception as exc:
             return Exchange(findings=[Finding("connection_closed", f"send failed: {exc!r}", None)])
-        exchange = await self._collect(self.settle)
-        exchange.latency = time.perf_counter() - started
-        return exchange
+        return await self._collect(self.settle)
 
     async def pushed(self, timeout: float) -> Exchange:
         return await self._collect(timeout)
@@ -207,17 +196,15 @@ class WebSocketAppTransport(AppTransport):
         wait = first_wait
         while True:
             try:
-                frame = await asyncio.wait_for(self._frames.get(), max(wait, 0))
+                got = await asyncio.wait_for(self._frames.get(), max(wait, 0))
             except asyncio.TimeoutError:
                 return exchange
-            if frame is None:
+            if got is None:
                 self._frames.put_nowait(None)  # stays closed for later reads
                 return exchange
-            if self._pending is not None:
-                event_type, sent = self._pending
-                self._pending = None
-                if self.on_reply is not None:
-                    self.on_reply(event_type, time.perf_counter() - sent)
+            frame, arrived = got
+            if exchange.arrived is None:
+                exchange.arrived = arrived
             items, findings = decode_frame(frame)
             exchange.items.extend(items)
             exchange.findings.extend(findings)
@@ -245,7 +232,6 @@ class InProcessTransport(AppTransport):
         self.assistant = assistant
 
     async def send(self, event: dict[str, Any]) -> Exchange:
-        started = time.perf_counter()
         try:
             actions = await self.assistant.handle_event(event)
         except HandlerError as exc:
@@ -257,40 +243,14 @@ class InProcessTransport(AppTransport):
                         f"{exc} ({type(cause).__name__}: {cause}); over HTTP this is a 500",
                         None,
                     )
-                ],
-                latency=time.perf_counter() - started,
+                ]
             )
-        exchange = Exchange([dump_action(a) for a in actions], [], time.perf_counter() - started)
-        self._late(exchange, event)
-        return exchange
+        return Exchange([dump_action(a) for a in actions])
 
 
-def transport_for(
-    target: Any, transport: str | None = None, *, token: str | None = None, deadline: float = 5.0
-) -> AppTransport:
-    """A transport for an ``AiFlowAssistant`` (or an app built from one) or a URL.
-
-    ``transport`` defaults to what the target implies: ``inprocess`` for an assistant,
-    ``http`` for ``http(s)://``, ``websocket`` for ``ws(s)://``.
-    """
-    from ..assistant import AiFlowAssistant  # noqa: PLC0415 - avoids an import cycle
-
-    assistant = (
-        target if isinstance(target, AiFlowAssistant) else getattr(target, "assistant", None)
-    )
-    if isinstance(assistant, AiFlowAssistant):
-        if transport not in (None, "inprocess"):
-            raise ValueError(f"an assistant in process cannot use transport {transport!r}")
-        return InProcessTransport(assistant, deadline=deadline)
-    if not isinstance(target, str):
-        raise TypeError(f"expected an AiFlowAssistant or a URL, got {type(target).__name__}")
-    kind = transport or ("websocket" if target.startswith(("ws://", "wss://")) else "http")
-    if kind == "http":
-        if not target.startswith(("http://", "https://")):
-            raise ValueError(f"an HTTP target must be an http(s):// URL, got {target!r}")
-        return HttpAppTransport(target, token=token, deadline=deadline)
-    if kind == "websocket":
-        if not target.startswith(("ws://", "wss://")):
-            raise ValueError(f"a WebSocket target must be a ws(s):// URL, got {target!r}")
-        return WebSocketAppTransport(target, token=token, deadline=deadline)
-    raise ValueError(f"unknown transport {kind!r}: use http, websocket or inprocess")
+TRANSPORTS: dict[str, type[AppTransport]] = {
+    "http": HttpAppTransport,
+    "websocket": WebSocketAppTransport,
+    "inprocess": InProcessTransport,
+}
+"""The transports by ``name``: what ``--transport`` and a scenario's ``transport:`` accept."""

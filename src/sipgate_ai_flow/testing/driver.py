@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..emulator.call import CallConfig, EmulatedCall, RealClock, VirtualClock
-from ..emulator.record import save_transcript
-from ..emulator.transports import transport_for
+from ..emulator.lifecycle import running
+from ..emulator.target import resolve_target
 
 __all__ = ["CallDriver", "simulate_call"]
 
@@ -36,8 +36,9 @@ async def simulate_call(
     """Start a call to ``target`` and hang up (if still connected) when the block ends.
 
     Args:
-        target: an ``AiFlowAssistant`` (called in process), an app built from one, or the
-            app's URL: ``http(s)://.../webhook`` or ``ws(s)://.../ws``.
+        target: an ``AiFlowAssistant`` (called in process), an app built from one, a module
+            or ``.py`` file naming one, or the app's URL: ``http(s)://.../webhook`` or
+            ``ws(s)://.../ws``.
         transport: ``http``, ``websocket`` or ``inprocess``; by default what ``target`` implies.
         token: the shared secret sent as ``X-API-TOKEN``.
         realtime: pace the call in wall-clock time; by default time is virtual, so playback
@@ -47,6 +48,9 @@ async def simulate_call(
             (``transfer_outcome="failed"``, ``speaking_rate=12``, ...).
         record: save the call as a JSON Lines transcript at this path when the block ends
             (for ``aiflow replay``).
+
+    Raises ``CallStartError`` when the app cannot be reached (a refused connection, or
+    no answer at all to ``session_start``).
     """
     if config is None:
         config = CallConfig(
@@ -58,17 +62,11 @@ async def simulate_call(
         "inbound",
     ):
         raise TypeError("pass either config= or the call options one by one, not both")
+    resolved = resolve_target(target, transport)
     call = EmulatedCall(
-        transport_for(target, transport, token=token, deadline=deadline),
+        resolved.transport(token=token, deadline=deadline),
         config,
         clock=RealClock() if realtime else VirtualClock(),
     )
-    try:
-        await call.start()
-        yield call
-    finally:
-        try:
-            await call.close()
-        finally:
-            if record is not None:
-                save_transcript(call, record, target=target if isinstance(target, str) else None)
+    async with running(call, record=record, target=resolved.name) as started:
+        yield started
