@@ -9,12 +9,12 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ._handlers import DEFAULT_SYNC_HANDLER_THREADS, normalise
 from .codec import ActionLike, parse_event
 from .errors import ConfigurationError, HandlerError, SessionNotFoundError
-from .events import NO_REPLY_EVENTS, BaseEvent
+from .events import HANDLER_EVENTS, NO_REPLY_EVENTS, BaseEvent
 from .outbound import DEFAULT_BASE_URL, OutboundClient
 from .reply import Reply, ReplyRules
 from .runtime import CallRuntime, Middleware
@@ -23,13 +23,53 @@ from .state import MemoryStore, SessionState, SessionStore, store_from_url
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AiFlowAssistant", "ErrorReply"]
+__all__ = ["AiFlowAssistant", "ErrorReply", "HandlerDecorator"]
 
 _H = TypeVar("_H", bound=Callable[..., Any])
 _M = TypeVar("_M", bound=Middleware)
 
 ErrorReply = str | ActionLike | Sequence[str | ActionLike]
 """What ``error_reply`` accepts: anything a handler may return except ``None``."""
+
+
+class HandlerDecorator(Protocol):
+    """``assistant.on_<event>``: registers the handler it decorates and returns it as is."""
+
+    def __call__(self, handler: _H, /) -> _H: ...
+
+
+class _OnEvent:
+    """The ``on_<event>`` decorators: the event type is the attribute's name, checked against
+    ``events.HANDLER_EVENTS`` when the class is built, so no list of names is kept here."""
+
+    def __init__(self, when: str) -> None:
+        self.when = when
+        self.event_type = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        event_type = name.removeprefix("on_")
+        if event_type not in HANDLER_EVENTS:
+            raise TypeError(f"{owner.__name__}.{name}: {event_type!r} is not an event type")
+        self.event_type = event_type
+        self.__doc__ = f"Register the handler for ``{event_type}`` (decorator): {self.when}."
+
+    @overload
+    def __get__(self, assistant: None, owner: type) -> _OnEvent: ...
+    @overload
+    def __get__(self, assistant: AiFlowAssistant, owner: type) -> HandlerDecorator: ...
+    def __get__(
+        self, assistant: AiFlowAssistant | None, owner: type
+    ) -> _OnEvent | HandlerDecorator:
+        if assistant is None:
+            return self
+        runtime, event_type = assistant.runtime, self.event_type
+
+        def register(handler: _H) -> _H:
+            runtime.register(event_type, handler)
+            return handler
+
+        register.__doc__ = self.__doc__
+        return register
 
 
 class AiFlowAssistant:
@@ -153,7 +193,8 @@ class AiFlowAssistant:
         self.debug = debug
         if debug:
             logging.getLogger("sipgate_ai_flow").setLevel(logging.DEBUG)
-        # One entry per name in events.HANDLER_EVENTS (a test holds them equal).
+        # The keyword names stay written out for type checkers and IDEs; a test holds them
+        # equal to events.HANDLER_EVENTS.
         options = {
             "session_start": on_session_start,
             "user_speech_started": on_user_speech_started,
@@ -239,60 +280,23 @@ class AiFlowAssistant:
 
     # -- registration -------------------------------------------------------------------------
 
-    def _register(self, event_type: str, fn: Callable[..., Any]) -> None:
-        self.runtime.register(event_type, fn)
-
-    def on_session_start(self, handler: _H) -> _H:
-        """Register the handler for ``session_start`` (decorator)."""
-        self._register("session_start", handler)
-        return handler
-
-    def on_user_speech_started(self, handler: _H) -> _H:
-        """Register the handler for ``user_speech_started`` (WebSocket only; its result is
-        dropped, the service takes no answer)."""
-        self._register("user_speech_started", handler)
-        return handler
-
-    def on_user_speak(self, handler: _H) -> _H:
-        """Register the handler for ``user_speak`` (decorator)."""
-        self._register("user_speak", handler)
-        return handler
-
-    def on_user_barge_in(self, handler: _H) -> _H:
-        """Register the handler for barge-ins: ``user_speak`` with ``barged_in=True`` and the
-        legacy ``user_barge_in`` event, both delivered as a ``UserSpeakEvent``."""
-        self._register("user_barge_in", handler)
-        return handler
-
-    def on_dtmf_received(self, handler: _H) -> _H:
-        """Register the handler for ``dtmf_received`` (decorator)."""
-        self._register("dtmf_received", handler)
-        return handler
-
-    def on_assistant_speak(self, handler: _H) -> _H:
-        """Register the handler for ``assistant_speak`` (decorator)."""
-        self._register("assistant_speak", handler)
-        return handler
-
-    def on_assistant_speech_ended(self, handler: _H) -> _H:
-        """Register the handler for ``assistant_speech_ended`` (decorator)."""
-        self._register("assistant_speech_ended", handler)
-        return handler
-
-    def on_user_input_timeout(self, handler: _H) -> _H:
-        """Register the handler for ``user_input_timeout`` (decorator)."""
-        self._register("user_input_timeout", handler)
-        return handler
-
-    def on_sms_failed(self, handler: _H) -> _H:
-        """Register the handler for ``sms_failed`` (decorator)."""
-        self._register("sms_failed", handler)
-        return handler
-
-    def on_session_end(self, handler: _H) -> _H:
-        """Register the handler for ``session_end`` (cleanup; its result is dropped)."""
-        self._register("session_end", handler)
-        return handler
+    # One decorator per name in events.HANDLER_EVENTS; _OnEvent checks each name against it.
+    on_session_start = _OnEvent("the call was answered")
+    on_user_speech_started = _OnEvent(
+        "the caller started talking (WebSocket only; the result is dropped, the service takes "
+        "no answer)"
+    )
+    on_user_speak = _OnEvent("the caller said something (``event.text``)")
+    on_user_barge_in = _OnEvent(
+        "the caller talked over the assistant: ``user_speak`` with ``barged_in=True`` and the "
+        "legacy ``user_barge_in`` event, both delivered as a ``UserSpeakEvent``"
+    )
+    on_dtmf_received = _OnEvent("the caller pressed a key (``event.digit``)")
+    on_assistant_speak = _OnEvent("playback of the assistant's speech started")
+    on_assistant_speech_ended = _OnEvent("playback of the assistant's speech ended")
+    on_user_input_timeout = _OnEvent("the caller stayed silent after the prompt")
+    on_sms_failed = _OnEvent("an SMS sent with ``send_sms`` could not be delivered")
+    on_session_end = _OnEvent("the call ended (cleanup; the result is dropped)")
 
     def on_unknown(self, handler: _H) -> _H:
         """Register the handler for event types this SDK does not know (``UnknownEvent``)."""

@@ -161,3 +161,22 @@ def test_one_list_of_event_and_action_types():
     }
     assert options == decorators == set(HANDLER_EVENTS) == {t.value for t in AiFlowEventType}
     assert {t.value for t in AiFlowActionType} == ACTION_TYPES
+
+
+def test_a_decorator_for_no_event_type_cannot_be_declared():
+    from sipgate_ai_flow.assistant import _OnEvent
+
+    with pytest.raises((TypeError, RuntimeError)) as caught:
+
+        class Misspelled(AiFlowAssistant):
+            on_user_speek = _OnEvent("typo")
+
+    error = caught.value if isinstance(caught.value, TypeError) else caught.value.__cause__
+    assert "Misspelled.on_user_speek: 'user_speek' is not an event type" in str(error)
+
+
+def test_each_decorator_registers_its_own_event_type():
+    assistant = AiFlowAssistant()
+    for event_type in sorted(HANDLER_EVENTS):
+        getattr(assistant, f"on_{event_type}")(lambda event, t=event_type: t)
+    assert assistant.runtime.handler_names() == sorted(HANDLER_EVENTS)
