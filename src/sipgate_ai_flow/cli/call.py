@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..emulator.call import CallConfig
+from ._common import missing, target_or_none
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,21 +93,14 @@ def check_record(path: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        print("aiflow call needs rich: pip install 'sipgate-ai-flow[cli]'")
+    if missing("call", "cli", "rich"):
         return 2
-    from ..emulator.target import TargetError, resolve_target
-
     problem = check_rate(args.speaking_rate) or check_record(args.record)
     if problem:
         print(f"aiflow call: {problem}", file=sys.stderr)
         return 2
-    try:
-        target = resolve_target(args.target)
-    except TargetError as exc:
-        print(f"aiflow call: {exc}", file=sys.stderr)
+    target = target_or_none("call", args.target)
+    if target is None:
         return 2
     config = CallConfig(
         from_number=args.from_number,

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from ..emulator.call import CallConfig
+from ._common import missing
 
 SCRIPT = ["When are you open?", "/dtmf 5", "Tell me a joke", "Thanks, bye!"]
 """What the caller says when nobody is at the terminal (a polite caller: one line per turn)."""
@@ -44,11 +45,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import rich  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        print("aiflow demo needs the cli extra: pip install 'sipgate-ai-flow[cli]'")
+    if missing("demo", "cli", "rich", "uvicorn"):
         return 2
     from .call import check_rate, lenient_stdio
 

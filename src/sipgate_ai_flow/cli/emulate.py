@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._common import missing
+
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
@@ -62,11 +64,10 @@ def parse_flows(values: list[str] | None) -> dict[str, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        print("aiflow emulate needs a server: pip install 'sipgate-ai-flow[server]'")
+    if missing("emulate", "server", "uvicorn"):
         return 2
+    import uvicorn
+
     from ..emulator.outbound_api import OutboundApi
     from ..emulator.target import TargetError
 

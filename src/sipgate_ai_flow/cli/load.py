@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._common import target_or_none
+
 if TYPE_CHECKING:
     from ..emulator.load import LiveStats, LoadReport, LoadTest
 
@@ -114,7 +116,6 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..emulator.load import LoadTest
     from ..emulator.scenario import ScenarioError, load_scenario
-    from ..emulator.target import TargetError, resolve_target
 
     if not _has_rich():
         return _fail("the report needs rich: pip install 'sipgate-ai-flow[cli]'")
@@ -126,10 +127,9 @@ def run(args: argparse.Namespace) -> int:
         math.isfinite(args.speaking_rate) and args.speaking_rate > 0
     ):
         return _fail(f"--speaking-rate must be greater than 0, got {args.speaking_rate:g}")
-    try:
-        target = resolve_target(args.target)
-    except TargetError as exc:
-        return _fail(str(exc))
+    target = target_or_none("load", args.target)
+    if target is None:
+        return 2
     if args.json is not None:  # checked now, not after a long run
         if args.json.is_dir():
             return _fail(f"--json {args.json} is a directory")

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._common import target_or_none
+
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
@@ -47,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from ..emulator.lifecycle import CallStartError
     from ..emulator.record import read_transcript
     from ..emulator.replay import replay
-    from ..emulator.target import TargetError, resolve_target
 
     try:
         header, entries = read_transcript(args.file)
@@ -64,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        target = resolve_target(target_text)
-    except TargetError as exc:
-        print(f"aiflow replay: {exc}", file=sys.stderr)
+    target = target_or_none("replay", target_text)
+    if target is None:
         return 2
     timing = True if args.timed else False if args.fast else None
     try:

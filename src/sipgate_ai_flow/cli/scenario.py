@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._common import target_or_none
+
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
@@ -48,15 +50,11 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..emulator.target import TargetError, resolve_target
-
     if args.jobs < 1:
         print("aiflow test: --jobs must be at least 1", file=sys.stderr)
         return 2
-    try:
-        target = resolve_target(args.target)
-    except TargetError as exc:
-        print(f"aiflow test: {exc}", file=sys.stderr)
+    target = target_or_none("test", args.target)
+    if target is None:
         return 2
     return asyncio.run(
         run_all(

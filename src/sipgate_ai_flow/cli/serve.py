@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from .._loader import load_assistant
+from ._common import missing
 
 # Each uvicorn worker (and the reloader's child) rebuilds the app from these variables.
 _ENV_TARGET = "AIFLOW_SERVE_TARGET"
@@ -73,11 +74,10 @@ def _server_options() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        print("aiflow serve needs a server: pip install 'sipgate-ai-flow[server]'")
+    if missing("serve", "server", "uvicorn"):
         return 2
+    import uvicorn
+
     from ..errors import ConfigurationError
 
     os.environ[_ENV_TARGET] = args.target
