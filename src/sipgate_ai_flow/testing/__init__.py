@@ -14,6 +14,7 @@ Example:
     >>> asyncio.run(test_opening_hours())
 """
 
+from ..emulator.lifecycle import CallStartError
 from .driver import CallDriver, simulate_call
 
-__all__ = ["CallDriver", "simulate_call"]
+__all__ = ["CallDriver", "CallStartError", "simulate_call"]
