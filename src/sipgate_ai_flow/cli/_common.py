@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..emulator.target import Target
 
-__all__ = ["missing", "target_or_none"]
+__all__ = ["missing", "target_or_none", "unreachable"]
 
 
 def missing(command: str, extra: str, *modules: str) -> bool:
@@ -33,3 +34,13 @@ def target_or_none(command: str, text: str) -> Target | None:
     except TargetError as exc:
         print(f"aiflow {command}: {exc}", file=sys.stderr)
         return None
+
+
+def unreachable(command: str, target: Target, token: str | None) -> bool:
+    """Print why ``target`` cannot be reached and return true; false when it can (or runs in
+    process). Every command asks once, before its first call."""
+    problem = asyncio.run(target.probe(token=token))
+    if problem is None:
+        return False
+    print(f"aiflow {command}: {problem}", file=sys.stderr)
+    return True

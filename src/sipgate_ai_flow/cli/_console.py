@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 TICK = 0.05
 """Seconds between two looks at the input: how soon typing reaches the call."""
-ANSWER_GRACE = 1.0
-"""How long a polite caller waits for a WebSocket app to answer a line on its own time."""
 MAX_WAIT = 3600.0
 
 COMMANDS = "/dtmf KEYS, /wait SECONDS, /hangup, /events, /quit, /help"
@@ -592,11 +590,12 @@ class Softphone:
             await self.call.wait_until_quiet()
 
     async def _answer(self, before: int) -> None:
-        """Over WebSocket an app may answer after the event's exchange: give it a moment."""
+        """Over WebSocket an app may answer after the event's exchange (after a hold message,
+        say): wait for it up to the deadline before the next line is said."""
         call = self.call
         if call.transport.pairs_replies:  # the answer came with the event's exchange
             return
-        until = call.clock.now() + ANSWER_GRACE
+        until = call.clock.now() + call.transport.deadline
         while (
             not call.ended
             and call.playing is None

@@ -13,9 +13,8 @@ import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from ._common import target_or_none
+from ._common import target_or_none, unreachable
 
 if TYPE_CHECKING:
     from ..emulator.load import LiveStats, LoadReport, LoadTest
@@ -162,10 +161,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail(str(exc))
-    if target.url is not None:
-        problem = _run(_reachable(target.url))
-        if problem is not None:
-            return _fail(problem)
+    if unreachable("load", target, args.token):
+        return 2
     _raise_file_limit()
     _tune_gc()
     report, interrupted = _run(_drive(test))
@@ -211,27 +208,6 @@ def _raise_file_limit() -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard == resource.RLIM_INFINITY or soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-async def _reachable(url: str) -> str | None:
-    """Why the app's host cannot be reached (one TCP connection), or ``None``."""
-    parts = urlsplit(url)
-    secure = parts.scheme in ("https", "wss")
-    try:
-        port = parts.port or (443 if secure else 80)
-    except ValueError as exc:
-        return f"bad URL {url}: {exc}"
-    if not parts.hostname:
-        return f"bad URL {url}: no host"
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), 5)
-    except (OSError, asyncio.TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        return f"cannot connect to {parts.hostname}:{port} ({url}): {reason}"
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return None
 
 
 async def _drive(test: LoadTest) -> tuple[LoadReport, bool]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import target_or_none
+from ._common import target_or_none, unreachable
 
 
 def register(commands: Any) -> None:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     target = target_or_none("replay", target_text)
-    if target is None:
+    if target is None or unreachable("replay", target, args.token):
         return 2
     timing = True if args.timed else False if args.fast else None
     try:

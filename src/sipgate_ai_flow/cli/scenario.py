@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import target_or_none
+from ._common import target_or_none, unreachable
 
 
 def register(commands: Any) -> None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print("aiflow test: --jobs must be at least 1", file=sys.stderr)
         return 2
     target = target_or_none("test", args.target)
-    if target is None:
+    if target is None or unreachable("test", target, args.token):
         return 2
     return asyncio.run(
         run_all(

@@ -45,6 +45,12 @@ __all__ = ["CallConfig", "CallEndedError", "EmulatedCall", "RealClock", "Virtual
 DTMF_KEYS = frozenset("0123456789*#")
 UNREACHABLE = frozenset({"no_reply", "connection_closed"})
 """Finding codes that mean the app was not reached at all."""
+ANSWER_DUE = frozenset({"session_start", "user_speak", "dtmf_received", "user_input_timeout"})
+"""Events after which the caller waits for the assistant. On a transport without paired
+replies (WebSocket) the call waits up to the deadline for the app's first frame after one of
+these before it goes on (and before virtual time moves); after any other event only for the
+transport's short collection window. An app that answers in milliseconds costs nothing; one
+that never answers a ``user_speak`` costs the deadline each time, as the caller would hear."""
 DEFAULT_BARGE_IN: dict[str, Any] = {"strategy": "minimum_characters", "minimum_characters": 3}
 
 
@@ -307,22 +313,29 @@ class EmulatedCall:
             if self.transport.pushes_actions:
                 await self._take(await self.transport.pushed(timeout), "push")
 
-    async def forward(self, event: dict[str, Any], *, linger: float = 0.0) -> list[Any]:
+    async def forward(self, event: dict[str, Any], *, expect: int = 0) -> list[Any]:
         """Send ``event`` exactly as given and return what the app answered, recorded but not
-        executed (``aiflow replay`` compares it with a recording). ``linger``: seconds to
-        also collect actions the app pushes afterwards, on a transport that pushes. A recorded
-        ``session_end`` ends the call; what the recording holds after it is still sent."""
+        executed (``aiflow replay`` compares it with a recording). ``expect``: on a transport
+        that pushes, wait up to the deadline until at least this many actions have come (the
+        recording's count: a late answer is still this event's). A recorded ``session_end``
+        ends the call; what the recording holds after it is still sent."""
         if not self._started:
             raise RuntimeError("open() the call first")
         async with self._lock:
             event_type = str(event.get("type"))
+            sent = time.perf_counter()
             exchange = await self._exchange(event)
             self._keep(exchange, event_type)
             items = list(exchange.items)
-            if linger > 0 and self.transport.pushes_actions:
-                pushed = await self.transport.pushed(linger)
+            while len(items) < expect and self.transport.pushes_actions:
+                left = self.transport.deadline - (time.perf_counter() - sent)
+                if left <= 0:
+                    break
+                pushed = await self.transport.pushed(left)
+                if not pushed.items and not pushed.findings:
+                    break
                 self._timed(pushed)
-                self._keep(pushed, "push")
+                self._keep(pushed, event_type)
                 items.extend(pushed.items)
             if event_type == "session_end":
                 self._finish_call("the recorded caller hung up")
@@ -466,6 +479,13 @@ class EmulatedCall:
                 self._replied(event_type, time.perf_counter() - sent)
         else:
             self._awaiting = (event_type, sent)
+            if not exchange.items and event_type in ANSWER_DUE and self.transport.pushes_actions:
+                left = self.transport.deadline - (time.perf_counter() - sent)
+                if left > 0:
+                    later = await self.transport.pushed(left)
+                    exchange.items.extend(later.items)
+                    exchange.findings.extend(later.findings)
+                    exchange.arrived = exchange.arrived or later.arrived
             self._timed(exchange)
         return exchange
 

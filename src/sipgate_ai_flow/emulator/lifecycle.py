@@ -26,6 +26,7 @@ from pathlib import Path
 from .._loader import describe_error
 from .call import EmulatedCall
 from .record import save_transcript
+from .transports import AppUnreachableError
 
 __all__ = ["CallStartError", "running"]
 
@@ -66,7 +67,8 @@ async def running(
             await (call.start() if answer else call.open())
         except Exception as exc:  # a refused upgrade, a reset, a bad URL: one line, no traceback
             call.abandon("the call could not start")
-            raise CallStartError(describe_error(exc), connected=False) from exc
+            reason = str(exc) if isinstance(exc, AppUnreachableError) else describe_error(exc)
+            raise CallStartError(reason, connected=False) from exc
         lost = call.unreachable
         if lost is not None:
             call.abandon("the app could not be reached")

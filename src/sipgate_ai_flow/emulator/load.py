@@ -649,7 +649,7 @@ class LoadTest:
     async def _play(self, call: EmulatedCall) -> str | None:
         try:
             async with running(call):
-                error = await play(call, self.scenario, receive_wait=min(self.deadline, 1.0))
+                error = await play(call, self.scenario)
                 if error is not None:
                     return error
         except CallStartError as exc:

@@ -127,8 +127,7 @@ async def replay(
             if timing and (delay := at - (time.monotonic() - started)) > 0:
                 await asyncio.sleep(delay)
             seen = len(call.findings)
-            linger = 0.2 if number == len(recorded) else 0.0  # a last answer may come late
-            now = await call.forward(_swap(event, old_id, new_id), linger=linger)
+            now = await call.forward(_swap(event, old_id, new_id), expect=len(answer))
             for finding in call.findings[seen:]:
                 if finding.code != "slow_reply":
                     comparison.result.problems.append(

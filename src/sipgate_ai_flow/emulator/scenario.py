@@ -429,10 +429,12 @@ class _Failed(Exception):
 class _Player:
     """Runs the steps of one scenario against a started call, keeping the cursors."""
 
-    def __init__(self, call: EmulatedCall, scenario: Scenario, receive_wait: float) -> None:
+    def __init__(
+        self, call: EmulatedCall, scenario: Scenario, receive_wait: float | None = None
+    ) -> None:
         self.call = call
         self.scenario = scenario
-        self.receive_wait = receive_wait
+        self.receive_wait = call.transport.deadline if receive_wait is None else receive_wait
         self.acted = 0  # actions consumed
         self.seen = 0  # events looked past
         self.mark = 0  # log length at the previous expectation
@@ -556,11 +558,14 @@ def describe_entry(entry: dict[str, Any]) -> str:
     return f"{at} .  {data}"
 
 
-async def play(call: EmulatedCall, scenario: Scenario, *, receive_wait: float = 1.0) -> str | None:
+async def play(
+    call: EmulatedCall, scenario: Scenario, *, receive_wait: float | None = None
+) -> str | None:
     """Run ``scenario``'s steps on a started ``call``; the failure message, or ``None``.
 
     ``receive_wait``: how long (wall clock) an ``expect`` waits for a WebSocket app to push
-    an action when none is there yet.
+    an action when none is there yet; the transport's deadline by default (an app may answer
+    late, after a hold message).
     """
     player = _Player(call, scenario, receive_wait)
     try:
@@ -639,7 +644,7 @@ class ScenarioRunner:
             clock=RealClock() if self.realtime else VirtualClock(),
         )
         record = None if self.record is None else self.record / f"{_slug(scenario)}.jsonl"
-        player = _Player(call, scenario, min(self.deadline, 1.0))
+        player = _Player(call, scenario)
         error: str | None = None
         try:
             async with running(call, record=record, target=self.target_name):

@@ -14,8 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._loader import load_assistant
 from ..assistant import AiFlowAssistant
@@ -23,6 +26,7 @@ from ..errors import ConfigurationError
 from .transports import (
     TRANSPORTS,
     AppTransport,
+    AppUnreachableError,
     HttpAppTransport,
     InProcessTransport,
     WebSocketAppTransport,
@@ -54,6 +58,40 @@ class Target:
     def how(self) -> str:
         """``over HTTP``, ``over WebSocket`` or ``in process``."""
         return _HOW[self.kind]
+
+    async def probe(self, *, token: str | None = None, timeout: float = 5.0) -> str | None:
+        """Why the app cannot be reached, in one line naming it, or ``None``. Every tool asks
+        before its first call: over HTTP one TCP connection (no event is sent), over a
+        WebSocket one upgrade with the token, closed at once."""
+        if self.url is None:
+            return None
+        if self.kind == "websocket":
+            socket = WebSocketAppTransport(self.url, token=token, deadline=timeout)
+            try:
+                await socket.open("probe")
+            except AppUnreachableError as exc:
+                return f"{self.url} {exc}"
+            finally:
+                await socket.close()
+            return None
+        parts = urlsplit(self.url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            return f"bad URL {self.url}: {exc}"
+        if not parts.hostname:
+            return f"bad URL {self.url}: no host"
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, port), timeout
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            return f"{self.url}: cannot connect to {parts.hostname}:{port}: {reason}"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
 
     def kind_for(self, wanted: str | None) -> str:
         """The transport a scenario asking for ``wanted`` gets: an assistant can be reached

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSPORTS",
     "AppTransport",
+    "AppUnreachableError",
     "Exchange",
     "HttpAppTransport",
     "InProcessTransport",
@@ -35,6 +36,11 @@ __all__ = [
 ]
 
 USER_AGENT = f"sipgate-ai-flow-emulator/{__version__}"
+
+
+class AppUnreachableError(ConnectionError):
+    """The app did not take the connection; the message says what it did, to follow its URL
+    (``answered the WebSocket upgrade with HTTP 401``, ``refused the connection (...)``)."""
 
 
 @dataclass
@@ -157,12 +163,43 @@ class WebSocketAppTransport(AppTransport):
         self.closed_by_app = False
 
     async def open(self, session_id: str) -> None:
+        """Connect; ``AppUnreachableError`` says in one line why that failed."""
         import websockets  # noqa: PLC0415 - the [emulator] extra
+        from websockets.exceptions import (  # noqa: PLC0415 - the [emulator] extra
+            InvalidHandshake,
+            InvalidStatus,
+            InvalidURI,
+        )
 
         headers = {"User-Agent": USER_AGENT}
         if self._token:
             headers["X-API-TOKEN"] = self._token
-        self._ws = await websockets.connect(self.url, additional_headers=headers)
+        try:
+            self._ws = await websockets.connect(
+                self.url, additional_headers=headers, open_timeout=self.deadline
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            hint = " (is --token right?)" if status in (401, 403) else ""
+            raise AppUnreachableError(
+                f"answered the WebSocket upgrade with HTTP {status}{hint}"
+            ) from exc
+        except InvalidURI as exc:
+            raise AppUnreachableError(f"is not a WebSocket URL ({exc})") from exc
+        except InvalidHandshake as exc:
+            cause = exc.__cause__
+            if isinstance(cause, EOFError) or "closed" in str(exc):
+                raise AppUnreachableError("closed the connection during the upgrade") from exc
+            raise AppUnreachableError(
+                f"did not answer the WebSocket upgrade with HTTP ({exc})"
+            ) from exc
+        except asyncio.TimeoutError as exc:
+            raise AppUnreachableError(
+                f"did not answer the WebSocket upgrade within {self.deadline:g} s"
+            ) from exc
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise AppUnreachableError(f"refused the connection ({reason})") from exc
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
