@@ -92,11 +92,17 @@ def dump_event(event: BaseEvent) -> dict[str, Any]:
     return {"type": event.type, **event.model_dump(mode="json", exclude_unset=True)}
 
 
-def parse_action(data: bytes | bytearray | str | Mapping[str, Any]) -> AiFlowAction:
-    """Validate one action (JSON or dict) against the protocol; raise ``InvalidActionError``."""
+def parse_action(
+    data: bytes | bytearray | str | Mapping[str, Any], *, strict: bool = False
+) -> AiFlowAction:
+    """Validate one action (JSON or dict) against the protocol; raise ``InvalidActionError``.
+
+    ``strict`` (JSON input): no coercion, so ``"8"`` or ``true`` where a number belongs is a
+    problem (``int_type``, ``float_type``...) instead of ``8`` or ``1``.
+    """
     try:
         if isinstance(data, (bytes, bytearray, str)):
-            return _ACTIONS.validate_json(data)
+            return _ACTIONS.validate_json(data, strict=strict or None)
         return _ACTIONS.validate_python(data)
     except ValidationError as exc:
         details, errors = problems(exc)

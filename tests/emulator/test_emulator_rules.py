@@ -30,6 +30,7 @@ from sipgate_ai_flow.emulator import (
     Exchange,
     InProcessTransport,
     VirtualClock,
+    check_actions,
 )
 from sipgate_ai_flow.testing import simulate_call
 
@@ -1468,3 +1469,46 @@ async def test_simulate_call_does_not_drop_options_next_to_config():
     except (TypeError, ValueError):
         return  # refusing the mix is fine too
     assert outcome == "failed"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"type": "speak", "text": "hi", "user_input_timeout_seconds": "8"},
+            "speak.user_input_timeout_seconds: expected a number, got a string '8'",
+        ),
+        (
+            {
+                "type": "speak",
+                "text": "hi",
+                "barge_in": {"strategy": "minimum_characters", "minimum_characters": "5"},
+            },
+            "speak.barge_in.minimum_characters: expected an integer, got a string '5'",
+        ),
+        (
+            {
+                "type": "transfer",
+                "target_phone_number": "4921100",
+                "caller_id_name": "x",
+                "caller_id_number": "1",
+                "timeout": True,
+            },
+            "transfer.timeout: expected an integer, got a boolean True",
+        ),
+    ],
+)
+def test_a_wrong_json_type_is_a_finding_not_coerced(fields: dict[str, Any], message: str):
+    valid, findings = check_actions([{"session_id": "s", **fields}], "s")
+    assert valid == []  # not run with a coerced value
+    assert [(f.code, f.message) for f in findings] == [("wrong_type", message)]
+
+
+def test_well_typed_numbers_pass_the_strict_check():
+    items = [
+        {"type": "speak", "session_id": "s", "text": "hi", "user_input_timeout_seconds": 8},
+        {"type": "speak", "session_id": "s", "text": "hi", "user_input_timeout_seconds": 2.5},
+    ]
+    valid, findings = check_actions(items, "s")
+    assert findings == []
+    assert valid == items

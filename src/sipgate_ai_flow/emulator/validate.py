@@ -176,16 +176,22 @@ def _check_one(item: Any, session_id: str) -> tuple[dict[str, Any] | None, list[
             lenient["vad"] = item["vad"]
     to_validate = {**lenient, "session_id": session_id}
     to_validate.pop("transfer_to", None)
-    try:
-        parse_action(to_validate)
-    except InvalidActionError as exc:
-        known = {f.message for f in findings}
-        for detail in exc.details:
-            if "transfer_to" in detail or ("tts.voice" in detail and isinstance(voice, dict)):
-                continue
-            code = _code_for(detail)
-            if detail not in known:
-                findings.append(Finding(code, detail, item))
+    typed = _type_findings(kind, to_validate, item)
+    if typed is not None:  # not valid as sent: say why, in the lenient models' words too
+        findings.extend(typed)
+        mistyped = tuple(f"{f.message.split(':', 1)[0]}:" for f in typed)
+        try:
+            parse_action(to_validate)
+        except InvalidActionError as exc:
+            known = {f.message for f in findings}
+            for detail in exc.details:
+                if "transfer_to" in detail or ("tts.voice" in detail and isinstance(voice, dict)):
+                    continue
+                if detail.startswith(mistyped):
+                    continue  # the wrong type says it better than what coercion made of it
+                code = _code_for(detail)
+                if detail not in known:
+                    findings.append(Finding(code, detail, item))
         if any(f.severity == "error" for f in findings):
             return None, findings
     if kind in ("audio", "mix_audio") and isinstance(item.get("audio"), str):
@@ -195,6 +201,59 @@ def _check_one(item: Any, session_id: str) -> tuple[dict[str, Any] | None, list[
     if any(f.severity == "error" for f in findings):
         return None, findings  # the service would reject it; warnings (vad) still run
     return dict(lenient), findings
+
+
+_JSON_TYPES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "int_from_float": "an integer",
+}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "null" if value is None else f"an {type(value).__name__}"
+
+
+def _type_findings(kind: str, data: dict[str, Any], item: Any) -> list[Finding] | None:
+    """``None`` when ``data`` is valid exactly as sent; else the wrong JSON types in it. The
+    service reads types strictly: ``"8"`` or ``true`` where a number belongs is not coerced
+    (the SDK's models would coerce it, so they are asked in strict mode here)."""
+    try:
+        parse_action(json.dumps(data), strict=True)
+    except InvalidActionError as exc:
+        found = []
+        for error in exc.errors:
+            expected = _JSON_TYPES.get(error["type"])
+            if expected is None:
+                continue  # not a type problem: the lenient check has reported it
+            path = [str(part) for part in error["loc"][1:]]  # the first part is the tag
+            value: Any = data
+            for part in path:
+                if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                    value = value[int(part)]
+                elif isinstance(value, dict) and part in value:
+                    value = value[part]
+                # else: a union branch name in the location, not a key
+            where = ".".join([kind, *path])
+            found.append(
+                Finding(
+                    "wrong_type",
+                    f"{where}: expected {expected}, got {_json_type(value)} {value!r}",
+                    item,
+                )
+            )
+        return found
+    except (TypeError, ValueError):  # not JSON-serialisable: the lenient check says why
+        return []
+    return None
 
 
 def _code_for(detail: str) -> str:
